@@ -1,0 +1,219 @@
+"""The Queues table: one registration per queue, validated before it is written, updated optimistically."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import TYPE_CHECKING, Any, Literal
+
+from botocore.exceptions import ClientError
+
+from sqsloops import defaults
+from sqsloops.clock import SYSTEM_CLOCK, Clock
+from sqsloops.errors import ConcurrentUpdateError, ConfigError, NotRegisteredError
+from sqsloops.handlers import PYTHON, parse_handler
+from sqsloops.queues import QueueRef
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+HandlerMode = Literal["message", "batch"]
+
+# name -> (minimum, maximum): the bounds every numeric setting is checked against.
+_BOUNDS: dict[str, tuple[float, float]] = {
+    "min_loops": (0, defaults.MAX_LOOPS_LIMIT),
+    "max_loops": (0, defaults.MAX_LOOPS_LIMIT),
+    "batch_size": (1, 10),
+    "wait_s": (0, defaults.MAX_WAIT_S),
+    "visibility_timeout_s": (0, defaults.MAX_VISIBILITY_TIMEOUT_S),
+    "backlog_per_loop": (1, 1_000_000),
+    "backoff_base_s": (0, defaults.MAX_VISIBILITY_TIMEOUT_S),
+    "backoff_max_s": (0, defaults.MAX_VISIBILITY_TIMEOUT_S),
+    "rate_per_s": (0.001, 100_000),
+}
+_INTEGERS = frozenset({"min_loops", "max_loops", "batch_size", "wait_s", "visibility_timeout_s", "backlog_per_loop"})
+
+
+@dataclass(frozen=True, kw_only=True)
+class QueueConfig:
+    """A registration: which handler consumes the queue, and how many loops may do it."""
+
+    queue_url: str
+    handler: str
+    min_loops: int = defaults.MIN_LOOPS
+    max_loops: int = defaults.MAX_LOOPS
+    batch_size: int = defaults.BATCH_SIZE
+    wait_s: int = defaults.WAIT_S
+    visibility_timeout_s: int = defaults.VISIBILITY_TIMEOUT_S
+    backlog_per_loop: int = defaults.BACKLOG_PER_LOOP
+    backoff_base_s: float = defaults.BACKOFF_BASE_S
+    backoff_max_s: float = defaults.BACKOFF_MAX_S
+    rate_per_s: float | None = None
+    handler_mode: HandlerMode = "message"
+    enabled: bool = True
+    created_at: float = 0.0
+    updated_at: float = 0.0
+    version: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)  # attributes written by later versions: kept, not lost
+
+    def validate(self) -> QueueConfig:
+        """Check every field; raise ConfigError naming the first bad one. Returns self for chaining."""
+        QueueRef.parse(self.queue_url)
+        spec = parse_handler(self.handler)
+        for name, (low, high) in _BOUNDS.items():
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+                raise ConfigError(f"{name} must be a number, got {value!r}")
+            if name in _INTEGERS and value != int(value):
+                raise ConfigError(f"{name} must be a whole number, got {value!r}")
+            if not low <= value <= high:
+                raise ConfigError(f"{name} must be between {low:g} and {high:g}, got {value:g}")
+        if self.min_loops > self.max_loops:
+            raise ConfigError(f"min_loops ({self.min_loops}) must not exceed max_loops ({self.max_loops})")
+        if self.backoff_base_s > self.backoff_max_s:
+            raise ConfigError(
+                f"backoff_base_s ({self.backoff_base_s:g}) must not exceed backoff_max_s ({self.backoff_max_s:g})"
+            )
+        if self.handler_mode not in ("message", "batch"):
+            raise ConfigError(f"handler_mode must be 'message' or 'batch', got {self.handler_mode!r}")
+        if self.handler_mode == "batch" and spec.kind != PYTHON:
+            raise ConfigError("handler_mode 'batch' applies to python: handlers; lambda: handlers always get batches")
+        return self
+
+    def desired_loops(self, visible: int) -> int:
+        """How many loops a backlog of `visible` messages calls for, within [min_loops, max_loops]."""
+        wanted = math.ceil(max(visible, 0) / self.backlog_per_loop)
+        return max(self.min_loops, min(self.max_loops, wanted))
+
+    def to_item(self) -> dict[str, Any]:
+        item: dict[str, Any] = {}
+        for key, value in {**self.extra, **asdict(self)}.items():
+            if key == "extra" or value is None:
+                continue
+            item[key] = _to_attr(value)
+        return item
+
+    @classmethod
+    def from_item(cls, item: dict[str, Any]) -> QueueConfig:
+        known = {f.name for f in fields(cls)} - {"extra"}
+        values = {key: _from_attr(attr) for key, attr in item.items()}
+        kwargs = {key: value for key, value in values.items() if key in known}
+        extra = {key: value for key, value in values.items() if key not in known}
+        for name in _INTEGERS | {"version"}:
+            if name in kwargs:
+                kwargs[name] = int(kwargs[name])
+        return cls(**kwargs, extra=extra)
+
+
+def _to_attr(value: Any) -> dict[str, Any]:
+    if isinstance(value, bool):
+        return {"BOOL": value}
+    if isinstance(value, int | float):
+        return {"N": repr(value) if isinstance(value, float) else str(value)}
+    if isinstance(value, str):
+        return {"S": value}
+    raise TypeError(f"cannot store {type(value).__name__} in a registration")
+
+
+def _from_attr(attr: dict[str, Any]) -> Any:
+    if "BOOL" in attr:
+        return bool(attr["BOOL"])
+    if "N" in attr:
+        number = float(attr["N"])
+        return int(number) if number.is_integer() and "." not in attr["N"] and "e" not in attr["N"] else number
+    if "S" in attr:
+        return attr["S"]
+    raise TypeError(f"unexpected attribute in a registration: {attr!r}")
+
+
+class Registry:
+    """Reads and writes registrations in the Queues table."""
+
+    def __init__(self, *, table_name: str, dynamodb: DynamoDBClient, clock: Clock = SYSTEM_CLOCK) -> None:
+        self._table = table_name
+        self._ddb = dynamodb
+        self._clock = clock
+
+    def get(self, queue_url: str, *, consistent: bool = True) -> QueueConfig:
+        item = self._ddb.get_item(
+            TableName=self._table, Key={"queue_url": {"S": queue_url}}, ConsistentRead=consistent
+        ).get("Item")
+        if item is None:
+            raise NotRegisteredError(queue_url)
+        return QueueConfig.from_item(item)
+
+    def find(self, queue_url: str) -> QueueConfig | None:
+        try:
+            return self.get(queue_url)
+        except NotRegisteredError:
+            return None
+
+    def create(self, config: QueueConfig) -> QueueConfig:
+        """Write a new registration; ConfigError if the queue is registered already."""
+        now = self._clock.now()
+        stored = replace(config.validate(), created_at=now, updated_at=now, version=1)
+        try:
+            self._ddb.put_item(
+                TableName=self._table,
+                Item=stored.to_item(),
+                ConditionExpression="attribute_not_exists(queue_url)",
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                raise ConfigError(f"queue is already registered: {config.queue_url}") from exc
+            raise
+        return stored
+
+    def update(self, config: QueueConfig) -> QueueConfig:
+        """Replace a registration if nobody changed it since `config` was read (its version)."""
+        stored = replace(config.validate(), updated_at=self._clock.now(), version=config.version + 1)
+        try:
+            self._ddb.put_item(
+                TableName=self._table,
+                Item=stored.to_item(),
+                ConditionExpression="version = :read",
+                ExpressionAttributeValues={":read": {"N": str(config.version)}},
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                raise ConcurrentUpdateError(
+                    f"registration of {config.queue_url} changed since version {config.version}; re-read it"
+                ) from exc
+            raise
+        return stored
+
+    def delete(self, queue_url: str) -> bool:
+        """Remove a registration; False if there was none."""
+        old = self._ddb.delete_item(TableName=self._table, Key={"queue_url": {"S": queue_url}}, ReturnValues="ALL_OLD")
+        return "Attributes" in old
+
+    def all(self) -> Iterator[QueueConfig]:
+        paginator = self._ddb.get_paginator("scan")
+        for page in paginator.paginate(TableName=self._table, ConsistentRead=True):
+            for item in page.get("Items", []):
+                yield QueueConfig.from_item(item)
+
+
+class CachedRegistry:
+    """A registry read through a short TTL cache: a loop re-reads its registration at most every ttl_s."""
+
+    def __init__(self, registry: Registry, *, ttl_s: float = defaults.CONFIG_TTL_S, clock: Clock = SYSTEM_CLOCK):
+        self._registry = registry
+        self._ttl_s = ttl_s
+        self._clock = clock
+        self._cache: dict[str, tuple[float, QueueConfig]] = {}
+
+    def get(self, queue_url: str) -> QueueConfig:
+        hit = self._cache.get(queue_url)
+        now = self._clock.monotonic()
+        if hit is not None and now - hit[0] < self._ttl_s:
+            return hit[1]
+        config = self._registry.get(queue_url, consistent=False)
+        self._cache[queue_url] = (now, config)
+        return config
+
+    def invalidate(self, queue_url: str) -> None:
+        self._cache.pop(queue_url, None)

@@ -1,0 +1,235 @@
+"""The Loops table: one token per loop that should run, and the conditional writes that keep loops honest.
+
+A loop holds (token, loop_id). It may run only while its token exists and still carries its loop_id:
+scale-down deletes tokens, the restart sweep re-issues a loop_id when it takes a stale token over.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
+
+from sqsloops.clock import SYSTEM_CLOCK, Clock
+from sqsloops.errors import TokenLostError
+from sqsloops.transient import retry_transient
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+
+@dataclass(frozen=True, kw_only=True)
+class Token:
+    """One loop that should run, as the Loops table holds it."""
+
+    queue_url: str
+    token: str
+    loop_id: str
+    created_at: float
+    last_used: float
+    processed: int = 0
+    failed: int = 0
+    invocations: int = 0
+
+    @classmethod
+    def from_item(cls, item: dict[str, Any]) -> Token:
+        def number(name: str) -> float:
+            return float(item[name]["N"]) if name in item else 0.0
+
+        return cls(
+            queue_url=item["queue_url"]["S"],
+            token=item["token"]["S"],
+            loop_id=item.get("loop_id", {}).get("S", ""),
+            created_at=number("created_at"),
+            last_used=number("last_used"),
+            processed=int(number("processed")),
+            failed=int(number("failed")),
+            invocations=int(number("invocations")),
+        )
+
+    def is_stale(self, now: float, stale_after_s: float) -> bool:
+        return now - self.last_used > stale_after_s
+
+    def payload(self) -> dict[str, str]:
+        """The process function's event: what a loop needs to find and prove its token."""
+        return {"queue_url": self.queue_url, "token": self.token, "loop_id": self.loop_id}
+
+
+def _conditional_failed(exc: ClientError) -> bool:
+    return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
+
+
+class Tokens:
+    """Creates, proves, takes over, deletes and counts loop tokens."""
+
+    def __init__(self, *, table_name: str, dynamodb: DynamoDBClient, clock: Clock = SYSTEM_CLOCK) -> None:
+        self._table = table_name
+        self._ddb = dynamodb
+        self._clock = clock
+
+    def _key(self, queue_url: str, token: str) -> dict[str, Any]:
+        return {"queue_url": {"S": queue_url}, "token": {"S": token}}
+
+    def create(self, queue_url: str) -> Token:
+        """A new token with last_used set now, so the restart sweep never races a loop that is starting."""
+        now = self._clock.now()
+        token = Token(
+            queue_url=queue_url,
+            token=uuid.uuid4().hex,
+            loop_id=uuid.uuid4().hex,
+            created_at=now,
+            last_used=now,
+        )
+        item = {
+            **self._key(queue_url, token.token),
+            "loop_id": {"S": token.loop_id},
+            "created_at": {"N": repr(now)},
+            "last_used": {"N": repr(now)},
+            "processed": {"N": "0"},
+            "failed": {"N": "0"},
+            "invocations": {"N": "0"},
+        }
+        retry_transient(
+            lambda: self._ddb.put_item(
+                TableName=self._table,
+                Item=item,
+                ConditionExpression="attribute_not_exists(#t)",
+                ExpressionAttributeNames={"#t": "token"},
+            ),
+            clock=self._clock,
+        )
+        return token
+
+    def heartbeat(
+        self,
+        queue_url: str,
+        token: str,
+        loop_id: str,
+        *,
+        processed: int = 0,
+        failed: int = 0,
+        invocations: int = 0,
+    ) -> None:
+        """Prove the loop is still wanted, and add its counters.
+
+        TokenLostError if the token is gone or carries another loop_id: the caller must stop.
+        TransientAwsError if DynamoDB keeps throttling or failing: the caller must carry on and try again.
+        """
+
+        def write() -> None:
+            self._ddb.update_item(
+                TableName=self._table,
+                Key=self._key(queue_url, token),
+                UpdateExpression="SET last_used = :now ADD processed :p, failed :f, invocations :i",
+                ConditionExpression="attribute_exists(#t) AND loop_id = :mine",
+                ExpressionAttributeNames={"#t": "token"},
+                ExpressionAttributeValues={
+                    ":now": {"N": repr(self._clock.now())},
+                    ":mine": {"S": loop_id},
+                    ":p": {"N": str(processed)},
+                    ":f": {"N": str(failed)},
+                    ":i": {"N": str(invocations)},
+                },
+            )
+
+        try:
+            retry_transient(write, clock=self._clock)
+        except ClientError as exc:
+            if _conditional_failed(exc):
+                raise TokenLostError(queue_url, token, loop_id) from exc
+            raise
+
+    def take_over(self, stale: Token) -> Token:
+        """Give a stale token a fresh loop_id, only if nobody else did since it was read.
+
+        Two sweepers racing on the same token: exactly one wins, the other gets TokenLostError.
+        """
+        now = self._clock.now()
+        new_loop_id = uuid.uuid4().hex
+        try:
+            retry_transient(
+                lambda: self._ddb.update_item(
+                    TableName=self._table,
+                    Key=self._key(stale.queue_url, stale.token),
+                    UpdateExpression="SET loop_id = :new, last_used = :now",
+                    ConditionExpression="attribute_exists(#t) AND loop_id = :old AND last_used = :seen",
+                    ExpressionAttributeNames={"#t": "token"},
+                    ExpressionAttributeValues={
+                        ":new": {"S": new_loop_id},
+                        ":now": {"N": repr(now)},
+                        ":old": {"S": stale.loop_id},
+                        ":seen": {"N": repr(stale.last_used)},
+                    },
+                ),
+                clock=self._clock,
+            )
+        except ClientError as exc:
+            if _conditional_failed(exc):
+                raise TokenLostError(stale.queue_url, stale.token, stale.loop_id) from exc
+            raise
+        return Token(
+            queue_url=stale.queue_url,
+            token=stale.token,
+            loop_id=new_loop_id,
+            created_at=stale.created_at,
+            last_used=now,
+            processed=stale.processed,
+            failed=stale.failed,
+            invocations=stale.invocations,
+        )
+
+    def delete(self, queue_url: str, token: str) -> bool:
+        """Delete one token (its loop stops at its next heartbeat); False if it was already gone."""
+        old = retry_transient(
+            lambda: self._ddb.delete_item(
+                TableName=self._table, Key=self._key(queue_url, token), ReturnValues="ALL_OLD"
+            ),
+            clock=self._clock,
+        )
+        return "Attributes" in old
+
+    def list(self, queue_url: str) -> list[Token]:
+        """Every token of one queue, oldest first (consistent read, paginated)."""
+        paginator = self._ddb.get_paginator("query")
+        tokens = [
+            Token.from_item(item)
+            for page in paginator.paginate(
+                TableName=self._table,
+                KeyConditionExpression="queue_url = :q",
+                ExpressionAttributeValues={":q": {"S": queue_url}},
+                ConsistentRead=True,
+            )
+            for item in page.get("Items", [])
+        ]
+        return sorted(tokens, key=lambda t: (t.created_at, t.token))
+
+    def count(self, queue_url: str) -> int:
+        paginator = self._ddb.get_paginator("query")
+        return sum(
+            page.get("Count", 0)
+            for page in paginator.paginate(
+                TableName=self._table,
+                KeyConditionExpression="queue_url = :q",
+                ExpressionAttributeValues={":q": {"S": queue_url}},
+                ConsistentRead=True,
+                Select="COUNT",
+            )
+        )
+
+    def scan(self, *, page_size: int | None = None) -> Iterator[Token]:
+        """Every token of every queue (consistent, paginated): the restart sweep's view."""
+        paginator = self._ddb.get_paginator("scan")
+        options: dict[str, Any] = {"TableName": self._table, "ConsistentRead": True}
+        if page_size:
+            options["PaginationConfig"] = {"PageSize": page_size}
+        for page in paginator.paginate(**options):
+            for item in page.get("Items", []):
+                yield Token.from_item(item)
+
+    def stale(self, *, stale_after_s: float, page_size: int | None = None) -> Iterator[Token]:
+        """Tokens whose loop has not proved itself for longer than stale_after_s."""
+        now = self._clock.now()
+        return (t for t in self.scan(page_size=page_size) if t.is_stale(now, stale_after_s))
