@@ -107,9 +107,7 @@ def make_queue(aws: Clients) -> Callable[..., TestQueue]:
 
     def make(name: str = "work", *, max_receive_count: int = 3, visibility_timeout_s: int = 30) -> TestQueue:
         dlq_url = aws.sqs.create_queue(QueueName=f"{name}-dlq")["QueueUrl"]
-        dlq_arn = aws.sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
-            "QueueArn"
-        ]
+        dlq_arn = aws.sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
         url = aws.sqs.create_queue(
             QueueName=name,
             Attributes={

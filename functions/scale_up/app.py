@@ -1,0 +1,33 @@
+"""Scale-up: SNS delivers a depth alarm's ALARM notification; add loops up to what the backlog calls for."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import boto3
+
+from sqsloops.launcher import Launcher
+from sqsloops.registry import Registry
+from sqsloops.scaler import Scaler
+from sqsloops.scaling import AlarmScaling
+from sqsloops.settings import Settings
+from sqsloops.tokens import Tokens
+
+
+@functools.cache
+def scaling() -> AlarmScaling:
+    """Built on the first invocation, then reused by every invocation of this execution environment."""
+    settings = Settings.from_env()
+    dynamodb = boto3.client("dynamodb")
+    launcher = Launcher(lambda_client=boto3.client("lambda"), function_name=settings.process_function)
+    return AlarmScaling(
+        registry=Registry(table_name=settings.queues_table, dynamodb=dynamodb),
+        sqs=boto3.client("sqs"),
+        scaler=Scaler(tokens=Tokens(table_name=settings.loops_table, dynamodb=dynamodb), launcher=launcher),
+    )
+
+
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Never raises for a message it cannot use: SNS would retry it for nothing."""
+    return {"results": [result.as_dict() for result in scaling().on_event(event, up=True)]}

@@ -1,0 +1,137 @@
+"""Test seams for the scaling tests: a clock tests move by hand, a launcher that records what it started.
+
+The launcher double is used only to observe which loops were started: moto cannot run Lambda code without
+Docker. The tokens themselves are always real items in moto's DynamoDB, and tests read them back.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+import zipfile
+from typing import Any
+
+import pytest
+from moto.core.config import default_user_config
+
+from sqsloops.clock import Clock
+from sqsloops.launcher import Launcher
+from sqsloops.settings import Settings
+from sqsloops.tokens import Token
+
+
+class ManualClock(Clock):
+    """Wall time that moves only when a test says so (sleeps move it too, and return at once)."""
+
+    def __init__(self, now: float = 1_700_000_000.0) -> None:
+        self._now = now
+        self._lock = threading.Lock()
+
+    def now(self) -> float:
+        with self._lock:
+            return self._now
+
+    def monotonic(self) -> float:
+        return self.now()
+
+    def sleep(self, seconds: float) -> None:
+        self.advance(max(seconds, 0))
+
+    def advance(self, seconds: float) -> None:
+        with self._lock:
+            self._now += seconds
+
+
+class RecordingLauncher(Launcher):
+    """Records every loop it is asked to start instead of invoking the process function."""
+
+    def __init__(self, lambda_client: Any, function_name: str = "sqsloops-test-process") -> None:
+        super().__init__(lambda_client=lambda_client, function_name=function_name)
+        self.started: list[Token] = []
+        self._lock = threading.Lock()
+
+    def start(self, token: Token) -> None:
+        with self._lock:
+            self.started.append(token)
+
+
+def loop_ids(tokens: list[Token]) -> set[tuple[str, str]]:
+    return {(t.token, t.loop_id) for t in tokens}
+
+
+def create_process_function(aws: Any, name: str) -> str:
+    """A real (moto) process function for the function adapters' own Launcher to invoke."""
+    role = aws.iam.create_role(
+        RoleName=f"{name}-role",
+        AssumeRolePolicyDocument=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}
+                ],
+            }
+        ),
+    )["Role"]["Arn"]
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("app.py", "def handler(event, context):\n    return event\n")
+    return str(
+        aws.lambda_.create_function(
+            FunctionName=name,
+            Runtime="python3.11",
+            Role=role,
+            Handler="app.handler",
+            Code={"ZipFile": buffer.getvalue()},
+        )["FunctionArn"]
+    )
+
+
+class Turnstile:
+    """Lets threads race on moto's DynamoDB the way they race on AWS's.
+
+    DynamoDB applies each request atomically; moto, across threads, checks a condition and writes without a lock.
+    Every request of an attached client therefore goes through one at a time, which leaves the race to the
+    conditions, where it belongs. All attached clients also meet before their first `meet_before` request, so each
+    thread acts on what it read before any of them wrote.
+    """
+
+    def __init__(self, parties: int, *, meet_before: str, timeout_s: float = 5.0) -> None:
+        self._meet = threading.Barrier(parties, timeout=timeout_s)
+        self._meet_before = meet_before
+        self._one_at_a_time = threading.Lock()
+        self._timeout_s = timeout_s
+
+    def attach(self, client: Any) -> Any:
+        met = threading.Event()
+
+        def before(model: Any, **_: Any) -> None:
+            if model.name == self._meet_before and not met.is_set():
+                met.set()
+                self._meet.wait()
+            if not self._one_at_a_time.acquire(timeout=self._timeout_s):
+                raise TimeoutError("a DynamoDB call never finished")
+
+        def after(**_: Any) -> None:
+            self._one_at_a_time.release()
+
+        client.meta.events.register("before-call.dynamodb", before)
+        client.meta.events.register("after-call.dynamodb", after)
+        return client
+
+
+def deploy_for_functions(aws: Any, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The environment the template gives the functions, and a process function moto invokes without Docker
+    (moto's Docker-less Lambda accepts the invoke and runs nothing: the tokens in DynamoDB are what tests read)."""
+    monkeypatch.setitem(default_user_config, "lambda", {"use_docker": False})
+    create_process_function(aws, settings.process_function)
+    for name, value in {
+        "QUEUES_TABLE": settings.queues_table,
+        "LOOPS_TABLE": settings.loops_table,
+        "PROCESS_FUNCTION": settings.process_function,
+        "SCALE_UP_TOPIC_ARN": settings.scale_up_topic_arn,
+        "SCALE_DOWN_TOPIC_ARN": settings.scale_down_topic_arn,
+        "STACK_NAME": settings.stack_name,
+        "STALE_AFTER_S": str(settings.stale_after_s),
+    }.items():
+        monkeypatch.setenv(f"SQSLOOPS_{name}", value)
