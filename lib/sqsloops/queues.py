@@ -82,7 +82,8 @@ class RedrivePolicy:
 
 
 def redrive_policy(sqs: SQSClient, queue_url: str) -> RedrivePolicy | None:
-    attrs = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["RedrivePolicy"])["Attributes"]
+    # A queue without the attribute answers with no "Attributes" at all (AWS and moto alike).
+    attrs = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["RedrivePolicy"]).get("Attributes", {})
     raw = attrs.get("RedrivePolicy")
     if not raw:
         return None

@@ -123,9 +123,10 @@ class Tokens:
             self._ddb.update_item(
                 TableName=self._table,
                 Key=self._key(queue_url, token),
-                UpdateExpression="SET last_used = :now ADD processed :p, failed :f, invocations :i",
+                # "processed" is a DynamoDB reserved word: every counter goes through a name placeholder.
+                UpdateExpression="SET last_used = :now ADD #p :p, #f :f, #i :i",
                 ConditionExpression="attribute_exists(#t) AND loop_id = :mine",
-                ExpressionAttributeNames={"#t": "token"},
+                ExpressionAttributeNames={"#t": "token", "#p": "processed", "#f": "failed", "#i": "invocations"},
                 ExpressionAttributeValues={
                     ":now": {"N": repr(self._clock.now())},
                     ":mine": {"S": loop_id},

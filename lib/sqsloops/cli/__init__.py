@@ -1,0 +1,47 @@
+"""The `sqsloops` command: operate a deployed stack (register queues, scale, inspect) from a terminal or a script.
+
+Every failure is one line on stderr and a non-zero exit: 2 for a bad command line, 1 for everything else
+(validation, AWS). Each command group lives in its own module and adds its subcommands to the parser.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from sqsloops.cli.context import Context, quiet_logs
+from sqsloops.cli.output import error
+from sqsloops.cli.parser import build_parser
+from sqsloops.errors import SqsloopsError
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    except SystemExit as exc:  # --help (0) or a usage error already printed on one line (2)
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    context = Context(stack_name=args.stack, region=args.region)
+    try:
+        with quiet_logs(verbose=args.verbose):
+            return int(args.run(context, args))
+    except SqsloopsError as exc:
+        error(str(exc))
+    except ClientError as exc:
+        details = exc.response.get("Error", {})
+        error(f"{details.get('Code', 'AWS error')}: {details.get('Message', exc)}")
+    except BotoCoreError as exc:  # no credentials, no region, endpoint unreachable, bad parameter
+        error(str(exc))
+    except KeyboardInterrupt:
+        error("interrupted")
+        return EXIT_INTERRUPTED
+    return EXIT_FAILURE
+
+
+__all__ = ["main"]

@@ -1,0 +1,67 @@
+"""What a command runs against: the AWS session, the stack's settings and the registration service, built lazily."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+import boto3
+
+from sqsloops.log import SERVICE
+from sqsloops.registration import Registrations
+from sqsloops.settings import Settings
+from sqsloops.stack import resolve_settings
+
+if TYPE_CHECKING:
+    from mypy_boto3_cloudformation import CloudFormationClient
+
+
+class Context:
+    """Built before any command runs, it touches AWS only when a command asks for something."""
+
+    def __init__(self, *, stack_name: str | None = None, region: str | None = None) -> None:
+        self.stack_name = stack_name
+        self.region = region
+
+    @cached_property
+    def session(self) -> boto3.session.Session:
+        return boto3.session.Session(region_name=self.region)
+
+    def cloudformation(self) -> CloudFormationClient:
+        return self.session.client("cloudformation")
+
+    @cached_property
+    def settings(self) -> Settings:
+        return resolve_settings(stack_name=self.stack_name, cloudformation=self.cloudformation)
+
+    @cached_property
+    def registrations(self) -> Registrations:
+        session = self.session
+        return Registrations(
+            settings=self.settings,
+            dynamodb=session.client("dynamodb"),
+            sqs=session.client("sqs"),
+            lambda_client=session.client("lambda"),
+            cloudwatch=session.client("cloudwatch"),
+        )
+
+
+@contextmanager
+def quiet_logs(*, verbose: bool) -> Iterator[None]:
+    """The package's JSON logs are for Lambda: in a terminal only errors show (all of them with -v), on stderr."""
+    log = logging.getLogger(SERVICE)
+    level = log.level
+    streams = [(h, h.stream) for h in log.handlers if isinstance(h, logging.StreamHandler)]
+    log.setLevel(logging.INFO if verbose else logging.ERROR)
+    for handler, _ in streams:
+        handler.setStream(sys.stderr)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
+        for handler, stream in streams:
+            handler.setStream(stream)

@@ -1,0 +1,38 @@
+"""The argument parser: every usage error is one line on stderr and exit status 2, never a usage dump."""
+
+from __future__ import annotations
+
+import argparse
+from typing import NoReturn
+
+from sqsloops.cli import demo, registration
+from sqsloops.cli.output import error
+
+PROG = "sqsloops"
+COMMAND_GROUPS = (registration, demo)  # each has add_commands(subparsers)
+
+
+class CliParser(argparse.ArgumentParser):
+    """argparse, but a usage error prints `sqsloops: error: ...` on one line (and where to find help)."""
+
+    def error(self, message: str) -> NoReturn:
+        command = self.prog.removeprefix(PROG).strip()
+        where = f"{command}: " if command else ""
+        error(f"{where}{message} (see '{self.prog} --help')")
+        raise SystemExit(2)
+
+
+def build_parser() -> CliParser:
+    parser = CliParser(
+        prog=PROG,
+        description="Serverless SQS pollers on recursive Lambda loops: register queues, scale them, watch them.",
+    )
+    parser.add_argument(
+        "--stack", metavar="NAME", help="the deployed stack (default: $SQSLOOPS_STACK, else SQSLOOPS_*)"
+    )
+    parser.add_argument("--region", metavar="R", help="AWS region (default: the usual AWS configuration)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show structured logs on stderr")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=CliParser)
+    for group in COMMAND_GROUPS:
+        group.add_commands(commands)
+    return parser

@@ -1,0 +1,286 @@
+"""Registering queues: validate everything, then write the registration, its alarms and its first loops, or nothing.
+
+The one place that composes Registry, Tokens, Launcher, Scaler and Alarms for the operator (the CLI, an API).
+"""
+
+from __future__ import annotations
+
+import builtins
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
+
+from sqsloops.alarms import Alarms
+from sqsloops.clock import SYSTEM_CLOCK, Clock
+from sqsloops.errors import ConcurrentUpdateError, ConfigError
+from sqsloops.launcher import Launcher
+from sqsloops.log import logger
+from sqsloops.queues import Depth, queue_depth, redrive_policy
+from sqsloops.registry import QueueConfig, Registry
+from sqsloops.scaler import Change, Scaler
+from sqsloops.settings import Settings
+from sqsloops.tokens import Tokens
+
+if TYPE_CHECKING:
+    from mypy_boto3_cloudwatch import CloudWatchClient
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_lambda import LambdaClient
+    from mypy_boto3_sqs import SQSClient
+
+MISSING_QUEUE_CODES = frozenset({"QueueDoesNotExist", "AWS.SimpleQueueService.NonExistentQueue"})
+UPDATE_ATTEMPTS = 3
+# Fields an operator may change; identity and bookkeeping are not among them.
+UPDATABLE = frozenset(
+    {f.name for f in fields(QueueConfig)} - {"queue_url", "created_at", "updated_at", "version", "extra"}
+)
+
+
+@dataclass(frozen=True)
+class Registered:
+    """What register() or update() did."""
+
+    config: QueueConfig
+    alarms: list[str]
+    change: Change
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Deregistered:
+    queue_url: str
+    tokens_deleted: int
+    alarms_deleted: list[str]
+
+
+@dataclass(frozen=True)
+class LoopCounts:
+    running: int  # tokens whose loop proved itself within stale_after_s
+    stale: int
+    desired: int | None  # None when the queue's depth is unknown
+
+
+@dataclass(frozen=True)
+class Counters:
+    processed: int = 0
+    failed: int = 0
+    invocations: int = 0
+
+
+@dataclass(frozen=True)
+class QueueStatus:
+    """One registered queue as an operator sees it."""
+
+    queue_url: str
+    config: QueueConfig
+    depth: Depth | None
+    dlq_url: str | None
+    dlq_depth: Depth | None
+    loops: LoopCounts
+    counters: Counters
+    error: str | None = None  # e.g. the queue was deleted after it was registered
+
+    def to_dict(self) -> dict[str, Any]:
+        result = asdict(self)
+        result["config"] = {k: v for k, v in asdict(self.config).items() if k != "extra"}
+        return result
+
+
+def _queue_missing(exc: ClientError) -> bool:
+    return exc.response.get("Error", {}).get("Code", "") in MISSING_QUEUE_CODES
+
+
+class Registrations:
+    """Register, update, scale, inspect and deregister queues."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        dynamodb: DynamoDBClient,
+        sqs: SQSClient,
+        lambda_client: LambdaClient,
+        cloudwatch: CloudWatchClient,
+        launcher: Launcher | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
+        self._settings = settings
+        self._sqs = sqs
+        self._clock = clock
+        self.registry = Registry(table_name=settings.queues_table, dynamodb=dynamodb, clock=clock)
+        self.tokens = Tokens(table_name=settings.loops_table, dynamodb=dynamodb, clock=clock)
+        self.launcher = launcher or Launcher(
+            lambda_client=lambda_client, function_name=settings.process_function, clock=clock
+        )
+        self.scaler = Scaler(tokens=self.tokens, launcher=self.launcher)
+        self.alarms = Alarms(
+            cloudwatch=cloudwatch,
+            stack_name=settings.stack_name,
+            scale_up_topic_arn=settings.scale_up_topic_arn,
+            scale_down_topic_arn=settings.scale_down_topic_arn,
+            period_s=settings.alarm_period_s,
+        )
+
+    # --- writing -----------------------------------------------------------------------------------------------
+
+    def register(self, config: QueueConfig) -> Registered:
+        """Validate everything, then write registration, alarms and min_loops loops; on any failure, undo all."""
+        self._check_settings()
+        config.validate()
+        warnings = self._check_queue(config.queue_url)
+        if self.registry.find(config.queue_url) is not None:
+            raise ConfigError(f"queue is already registered: {config.queue_url} (use update)")
+
+        stored = self.registry.create(config)  # the first write: from here on, a failure undoes everything
+        try:
+            alarms = self.alarms.put(stored)  # none for a disabled registration: nothing scales it
+            change = self.scaler.converge(stored.queue_url, stored.min_loops if stored.enabled else 0)
+        except BaseException:
+            self._undo_register(stored.queue_url)
+            raise
+        logger.info("queue registered", extra={"queue_url": stored.queue_url, "handler": stored.handler})
+        return Registered(stored, alarms, change, warnings)
+
+    def update(self, queue_url: str, **changes: Any) -> Registered:
+        """Change a registration (optimistically, retried on a concurrent change), its alarms and its loop count."""
+        unknown = sorted(set(changes) - UPDATABLE)
+        if unknown:
+            raise ConfigError(f"cannot update {', '.join(unknown)}; updatable: {', '.join(sorted(UPDATABLE))}")
+        self._check_settings()
+        for attempt in range(1, UPDATE_ATTEMPTS + 1):
+            current = self.registry.get(queue_url)
+            try:
+                stored = self.registry.update(replace(current, **changes))
+                break
+            except ConcurrentUpdateError:
+                if attempt == UPDATE_ATTEMPTS:
+                    raise
+        alarms = self.alarms.put(stored)  # none for a disabled registration: nothing scales it
+        count = self.tokens.count(queue_url)
+        desired = min(max(count, stored.min_loops), stored.max_loops) if stored.enabled else 0
+        change = self.scaler.converge(queue_url, desired)
+        logger.info("registration updated", extra={"queue_url": queue_url, "version": stored.version})
+        return Registered(stored, alarms, change)
+
+    def deregister(self, queue_url: str) -> Deregistered:
+        """Stop the queue's loops (their tokens go; each loop stops at its next heartbeat), alarms, registration.
+
+        Alarms go first so no scale-up is triggered meanwhile; the registration goes last so a deregistration that
+        fails half-way can simply be run again.
+        """
+        self.registry.get(queue_url)  # NotRegisteredError for an unknown queue
+        alarms = self.alarms.delete(queue_url)
+        deleted = self._delete_tokens(queue_url)
+        self.registry.delete(queue_url)
+        deleted += self._delete_tokens(queue_url)  # a scale-up that read the registration before it went
+        logger.info("queue deregistered", extra={"queue_url": queue_url, "tokens_deleted": deleted})
+        return Deregistered(queue_url, deleted, alarms)
+
+    def scale(self, queue_url: str, loops: int) -> Change:
+        """Set the loop count by hand, within [min_loops, max_loops]. Alarms and the sweep move it again later."""
+        config = self.registry.get(queue_url)
+        if not config.enabled:
+            raise ConfigError(f"registration is disabled: {queue_url} (enable it with update --enabled)")
+        if not config.min_loops <= loops <= config.max_loops:
+            raise ConfigError(
+                f"loops must be between min_loops {config.min_loops} and max_loops {config.max_loops}, got {loops}"
+            )
+        return self.scaler.converge(queue_url, loops)
+
+    # --- reading -----------------------------------------------------------------------------------------------
+
+    def list(self) -> list[QueueConfig]:
+        return sorted(self.registry.all(), key=lambda c: c.queue_url)
+
+    def status(self, queue_url: str | None = None) -> builtins.list[QueueStatus]:
+        configs = [self.registry.get(queue_url)] if queue_url else self.list()
+        return [self._status(config) for config in configs]
+
+    def _status(self, config: QueueConfig) -> QueueStatus:
+        tokens = self.tokens.list(config.queue_url)
+        now = self._clock.now()
+        stale = sum(t.is_stale(now, self._settings.stale_after_s) for t in tokens)
+        counters = Counters(
+            processed=sum(t.processed for t in tokens),
+            failed=sum(t.failed for t in tokens),
+            invocations=sum(t.invocations for t in tokens),
+        )
+        depth, dlq_url, dlq_depth, error = None, None, None, None
+        try:
+            depth = queue_depth(self._sqs, config.queue_url)
+            policy = redrive_policy(self._sqs, config.queue_url)
+        except ClientError as exc:
+            if not _queue_missing(exc):
+                raise
+            error = f"queue does not exist: {config.queue_url}"
+            policy = None
+        if policy is not None:
+            try:
+                dlq_url = self._url_of(policy.dead_letter_arn)
+                dlq_depth = queue_depth(self._sqs, dlq_url)
+            except ClientError as exc:
+                if not _queue_missing(exc):
+                    raise
+                error = f"dead-letter queue does not exist: {policy.dead_letter_arn}"
+        if not config.enabled:
+            desired: int | None = 0
+        else:
+            desired = config.desired_loops(depth.visible) if depth is not None else None
+        loops = LoopCounts(running=len(tokens) - stale, stale=stale, desired=desired)
+        return QueueStatus(config.queue_url, config, depth, dlq_url, dlq_depth, loops, counters, error)
+
+    # --- helpers -----------------------------------------------------------------------------------------------
+
+    def _check_settings(self) -> None:
+        """Writing needs the whole stack; reading needs only the tables. Say which setting is missing."""
+        missing = [
+            env
+            for env, value in (
+                ("SQSLOOPS_PROCESS_FUNCTION", self._settings.process_function),
+                ("SQSLOOPS_SCALE_UP_TOPIC_ARN", self._settings.scale_up_topic_arn),
+                ("SQSLOOPS_SCALE_DOWN_TOPIC_ARN", self._settings.scale_down_topic_arn),
+                ("SQSLOOPS_STACK_NAME", self._settings.stack_name),
+            )
+            if not value
+        ]
+        if missing:
+            raise ConfigError(f"settings incomplete: set {', '.join(missing)} (or pass --stack NAME)")
+
+    def _check_queue(self, queue_url: str) -> builtins.list[str]:
+        """The queue must exist; a queue without a dead-letter queue is allowed, with a warning."""
+        try:
+            policy = redrive_policy(self._sqs, queue_url)
+        except ClientError as exc:
+            if _queue_missing(exc):
+                raise ConfigError(f"queue does not exist: {queue_url}") from exc
+            raise
+        if policy is not None:
+            return []
+        logger.warning("queue has no dead-letter queue", extra={"queue_url": queue_url})
+        return [f"queue has no dead-letter queue, so a message that keeps failing is retried forever: {queue_url}"]
+
+    def _delete_tokens(self, queue_url: str) -> int:
+        return sum(self.tokens.delete(queue_url, t.token) for t in self.tokens.list(queue_url))
+
+    def _undo_register(self, queue_url: str) -> None:
+        """Best effort: remove whatever a failed registration wrote. The caller re-raises the original error."""
+        steps = (
+            ("alarms", lambda: self.alarms.delete(queue_url)),
+            ("tokens", lambda: self._delete_tokens(queue_url)),
+            ("registration", lambda: self.registry.delete(queue_url)),
+        )
+        for what, undo in steps:
+            try:
+                undo()
+            except Exception as exc:  # keep undoing the rest; the original error is what the caller sees
+                logger.error(
+                    "could not undo a failed registration",
+                    extra={"queue_url": queue_url, "step": what, "error": str(exc)},
+                )
+
+    def _url_of(self, queue_arn: str) -> str:
+        """A queue's URL from its ARN (arn:PARTITION:sqs:REGION:ACCOUNT:NAME)."""
+        parts = queue_arn.split(":")
+        if len(parts) != 6:
+            raise ConfigError(f"not a queue ARN: {queue_arn!r}")
+        return self._sqs.get_queue_url(QueueName=parts[5], QueueOwnerAWSAccountId=parts[4])["QueueUrl"]
