@@ -5,6 +5,9 @@ HEARTBEAT_S = 10.0  # how often a running loop proves its token is still wanted
 RESERVE_S = 15.0  # stop polling when less than this much invocation time is left, then recurse
 MAX_WAIT_S = 20  # SQS long-poll ceiling
 CONFIG_TTL_S = 30.0  # how long a loop trusts its cached registration
+IDLE_SLEEP_S = 1.0  # pause after an empty short poll (wait_s 0), so an idle loop does not spin
+LOOP_ERROR_BASE_S = 0.5  # backoff after a failed receive (or any failed iteration), doubling per repeat
+LOOP_ERROR_MAX_S = 20.0  # ... capped
 
 # Registration defaults and bounds
 MIN_LOOPS = 0

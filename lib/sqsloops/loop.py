@@ -1,0 +1,423 @@
+"""The loop: poll one queue until the invocation's time runs short, then hand over to a fresh invocation.
+
+A loop stops only when its token is gone or carries another loop_id, or its registration is gone or disabled.
+Handler errors, malformed messages and AWS errors are logged and survived: a failed message is hidden for a
+backoff and retried, and after the queue's maxReceiveCount SQS moves it to the dead-letter queue.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+from sqsloops import defaults
+from sqsloops.backoff import compute_backoff_s, visibility_backoff_s
+from sqsloops.clock import SYSTEM_CLOCK, Clock
+from sqsloops.dispatch import Dispatchers, Outcome, to_lambda_record
+from sqsloops.errors import ConfigError, NotRegisteredError, TokenLostError
+from sqsloops.log import logger
+from sqsloops.queues import QueueRef
+from sqsloops.ratelimit import Pacer
+from sqsloops.tokens import Token
+from sqsloops.transient import retry_transient
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs import SQSClient
+    from mypy_boto3_sqs.type_defs import (
+        ChangeMessageVisibilityBatchRequestEntryTypeDef,
+        DeleteMessageBatchRequestEntryTypeDef,
+        MessageTypeDef,
+    )
+
+    from sqsloops.launcher import Launcher
+    from sqsloops.registry import CachedRegistry, QueueConfig
+    from sqsloops.settings import Settings
+    from sqsloops.tokens import Tokens
+
+# Why a loop stopped. Only TIME_LEFT hands over to a next invocation.
+TIME_LEFT = "time_left"
+TOKEN_LOST = "token_lost"  # noqa: S105 (a stop reason, not a secret)
+DEREGISTERED = "deregistered"
+DISABLED = "disabled"
+TOO_SHORT = "too_short"  # started with less time than the reserve: recursing would spin, so it does not
+
+_LOG_KEYS = ("queue_url", "token", "loop_id")
+
+
+@dataclass(frozen=True)
+class LoopPayload:
+    """The process function's event, and the payload of every self-invocation."""
+
+    queue_url: str
+    token: str
+    loop_id: str
+
+    @classmethod
+    def parse(cls, event: Any) -> LoopPayload:
+        """Read `{"queue_url", "token", "loop_id"}`, or raise ConfigError saying what is wrong."""
+        if not isinstance(event, dict):
+            raise ConfigError(f"process event must be an object, got {type(event).__name__}")
+        values = {key: event.get(key) for key in _LOG_KEYS}
+        bad = [key for key, value in values.items() if not isinstance(value, str) or not value]
+        if bad:
+            raise ConfigError(f"process event lacks non-empty string(s): {', '.join(bad)}")
+        payload = cls(queue_url=str(values["queue_url"]), token=str(values["token"]), loop_id=str(values["loop_id"]))
+        QueueRef.parse(payload.queue_url)
+        return payload
+
+    def to_token(self) -> Token:
+        return Token(queue_url=self.queue_url, token=self.token, loop_id=self.loop_id, created_at=0.0, last_used=0.0)
+
+    def as_dict(self) -> dict[str, str]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class LoopResult:
+    """How one invocation of a loop ended."""
+
+    reason: str
+    recursed: bool
+    processed: int
+    failed: int
+    batches: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def run_loop(
+    payload: LoopPayload,
+    *,
+    remaining_ms: Callable[[], int],
+    settings: Settings,
+    registry: CachedRegistry,
+    tokens: Tokens,
+    sqs: SQSClient,
+    dispatchers: Dispatchers,
+    launcher: Launcher,
+    clock: Clock = SYSTEM_CLOCK,
+    rng: random.Random | None = None,
+) -> LoopResult:
+    """Poll payload.queue_url while remaining_ms() leaves more than settings.reserve_s, then recurse via launcher."""
+    loop = _Loop(
+        payload,
+        remaining_ms=remaining_ms,
+        settings=settings,
+        registry=registry,
+        tokens=tokens,
+        sqs=sqs,
+        dispatchers=dispatchers,
+        clock=clock,
+        rng=rng,
+    )
+    logger.append_keys(**payload.as_dict())
+    try:
+        reason = loop.poll()
+        reason, recursed = loop.finish(reason, launcher)
+        result = LoopResult(
+            reason=reason, recursed=recursed, processed=loop.processed, failed=loop.failed, batches=loop.batches
+        )
+        logger.info("loop stopped", extra=result.as_dict())
+        return result
+    finally:
+        logger.remove_keys(list(_LOG_KEYS))
+
+
+@dataclass
+class _Counters:
+    processed: int = 0
+    failed: int = 0
+    invocations: int = 0
+
+
+class _Loop:
+    def __init__(
+        self,
+        payload: LoopPayload,
+        *,
+        remaining_ms: Callable[[], int],
+        settings: Settings,
+        registry: CachedRegistry,
+        tokens: Tokens,
+        sqs: SQSClient,
+        dispatchers: Dispatchers,
+        clock: Clock,
+        rng: random.Random | None,
+    ) -> None:
+        self._payload = payload
+        self._remaining_ms = remaining_ms
+        self._settings = settings
+        self._registry = registry
+        self._tokens = tokens
+        self._sqs = sqs
+        self._dispatchers = dispatchers
+        self._clock = clock
+        self._rng = rng
+        self._pacer = Pacer(clock=clock)
+        self._region = sqs.meta.region_name
+        self._queue_arn = QueueRef.parse(payload.queue_url).arn(self._region, sqs.meta.partition)
+        self._config: QueueConfig | None = None
+        self._live_loops: int | None = None
+        self._pending = _Counters(invocations=1)  # added to the token at the next successful heartbeat
+        self._next_heartbeat_s = float("-inf")
+        self._errors_in_a_row = 0
+        self.processed = 0
+        self.failed = 0
+        self.batches = 0
+
+    # -- time --------------------------------------------------------------------------------------------------
+
+    def _left_s(self) -> float:
+        """Seconds of polling left before the reserve the hand-over needs."""
+        return self._remaining_ms() / 1000 - self._settings.reserve_s
+
+    def _until_heartbeat_s(self) -> float:
+        return max(0.0, self._next_heartbeat_s - self._clock.monotonic())
+
+    # -- the loop ----------------------------------------------------------------------------------------------
+
+    def poll(self) -> str:
+        """Receive, dispatch and settle batches until a stop reason comes up; return it."""
+        if self._left_s() <= 0:
+            logger.error(
+                "invocation started with less time than the reserve: not polling, not recursing "
+                "(the function timeout must exceed reserve_s)",
+                extra={"remaining_ms": self._remaining_ms(), "reserve_s": self._settings.reserve_s},
+            )
+            return TOO_SHORT
+        if not self._heartbeat():
+            return TOKEN_LOST
+        while True:
+            left_s = self._left_s()
+            if left_s <= 0:
+                return TIME_LEFT
+            if self._until_heartbeat_s() <= 0 and not self._heartbeat():
+                return TOKEN_LOST
+            try:
+                stop = self._iterate(left_s)
+            except Exception as exc:  # a transient AWS error, or anything unforeseen: never a reason to stop
+                self._errors_in_a_row += 1
+                pause_s = compute_backoff_s(
+                    self._errors_in_a_row,
+                    base_s=defaults.LOOP_ERROR_BASE_S,
+                    max_s=defaults.LOOP_ERROR_MAX_S,
+                    rng=self._rng,
+                )
+                logger.warning(
+                    "loop iteration failed; backing off",
+                    extra={"error": f"{type(exc).__name__}: {exc}", "in_a_row": self._errors_in_a_row},
+                    exc_info=True,
+                )
+                self._clock.sleep(min(pause_s, left_s, self._settings.heartbeat_s))
+                continue
+            if stop:
+                return stop
+
+    def _iterate(self, left_s: float) -> str | None:
+        stop = self._load_config()
+        if stop:
+            return stop
+        config = self._config
+        assert config is not None
+        delay_s = self._pacer.delay_s()
+        if delay_s > 0:
+            self._clock.sleep(min(delay_s, left_s, max(self._until_heartbeat_s(), 0.001)))
+            return None
+        wanted = self._pacer.take(config.batch_size)
+        # Long-poll, but wake up in time for the reserve and the next heartbeat.
+        wait_s = int(min(config.wait_s, left_s, max(self._until_heartbeat_s(), 1.0)))
+        try:
+            messages = self._sqs.receive_message(
+                QueueUrl=self._payload.queue_url,
+                MaxNumberOfMessages=wanted,
+                WaitTimeSeconds=wait_s,
+                VisibilityTimeout=config.visibility_timeout_s,
+                MessageSystemAttributeNames=["All"],
+                MessageAttributeNames=["All"],
+            ).get("Messages", [])
+        except Exception:
+            self._pacer.refund(wanted)
+            raise
+        self._errors_in_a_row = 0
+        self._pacer.refund(wanted - len(messages))
+        if not messages:
+            if wait_s < 1:  # a short poll returned nothing: do not spin
+                self._clock.sleep(min(defaults.IDLE_SLEEP_S, left_s))
+            return None
+        self.batches += 1
+        self._settle(config, messages, self._dispatch(config, messages))
+        return None
+
+    # -- registration and heartbeat ----------------------------------------------------------------------------
+
+    def _load_config(self) -> str | None:
+        """Refresh the registration (cached); a stop reason if it is gone or disabled."""
+        try:
+            config = self._registry.get(self._payload.queue_url)
+        except NotRegisteredError:
+            return DEREGISTERED
+        except Exception as exc:
+            if self._config is None:
+                raise  # nothing to go on yet: back off and try again
+            logger.warning("cannot re-read the registration; keeping the last one", extra={"error": str(exc)})
+            return None
+        if not config.enabled:
+            return DISABLED
+        previous, self._config = self._config, config
+        if previous is None or (previous.rate_per_s, previous.batch_size) != (config.rate_per_s, config.batch_size):
+            self._apply_rate(refresh_live_loops=self._live_loops is None)
+        return None
+
+    def _heartbeat(self) -> bool:
+        """Prove the token and flush counters; False when the token is lost. Any other failure: carry on."""
+        pending = self._pending
+        try:
+            self._tokens.heartbeat(
+                self._payload.queue_url,
+                self._payload.token,
+                self._payload.loop_id,
+                processed=pending.processed,
+                failed=pending.failed,
+                invocations=pending.invocations,
+            )
+        except TokenLostError as exc:
+            logger.info("token lost: the loop was scaled down or taken over", extra={"error": str(exc)})
+            return False
+        except Exception as exc:  # throttling, 5xx, anything else: retried at the next iteration
+            logger.warning("heartbeat failed; carrying on", extra={"error": f"{type(exc).__name__}: {exc}"})
+            return True
+        self._pending = _Counters()
+        self._next_heartbeat_s = self._clock.monotonic() + self._settings.heartbeat_s
+        if self._config is not None and self._config.rate_per_s:
+            self._apply_rate(refresh_live_loops=True)
+        return True
+
+    def _apply_rate(self, *, refresh_live_loops: bool) -> None:
+        """Pace to the registration's rate split across the live loops (recounted at heartbeats)."""
+        config = self._config
+        if config is None or not config.rate_per_s:
+            self._pacer.set_rate(None, batch_size=config.batch_size if config else defaults.BATCH_SIZE)
+            return
+        if refresh_live_loops:
+            try:
+                self._live_loops = max(1, self._tokens.count(self._payload.queue_url))
+            except Exception as exc:
+                logger.warning("cannot count live loops; keeping the last count", extra={"error": str(exc)})
+        live = self._live_loops or 1
+        self._pacer.set_rate(config.rate_per_s / live, batch_size=config.batch_size)
+
+    # -- dispatch and settle -----------------------------------------------------------------------------------
+
+    def _dispatch(self, config: QueueConfig, messages: Sequence[MessageTypeDef]) -> Outcome:
+        records = [to_lambda_record(m, queue_arn=self._queue_arn, region=self._region) for m in messages]
+        try:
+            return self._dispatchers.for_config(config).dispatch(records)
+        except Exception as exc:  # dispatchers do not raise; if one does, nothing may be lost
+            logger.exception("dispatch raised")
+            return Outcome.all_failed(records, f"dispatch raised {type(exc).__name__}: {exc}")
+
+    def _settle(self, config: QueueConfig, messages: Sequence[MessageTypeDef], outcome: Outcome) -> None:
+        """Delete what succeeded; hide what failed for a backoff. A message with no outcome counts as failed."""
+        reasons = {failure.message_id: failure.reason for failure in outcome.failed}
+        succeeded = set(outcome.succeeded) - reasons.keys()
+        done = [m for m in messages if m.get("MessageId") in succeeded]
+        retry = [m for m in messages if m.get("MessageId") not in succeeded]
+        self._delete(done)
+        self._retry_later(config, retry, reasons)
+        self.processed += len(done)
+        self.failed += len(retry)
+        self._pending.processed += len(done)
+        self._pending.failed += len(retry)
+
+    def _delete(self, messages: Sequence[MessageTypeDef]) -> None:
+        if not messages:
+            return
+        entries: list[DeleteMessageBatchRequestEntryTypeDef] = [
+            {"Id": str(i), "ReceiptHandle": m.get("ReceiptHandle", "")} for i, m in enumerate(messages)
+        ]
+        try:
+            response = retry_transient(
+                lambda: self._sqs.delete_message_batch(QueueUrl=self._payload.queue_url, Entries=entries),
+                clock=self._clock,
+            )
+        except Exception as exc:
+            logger.warning(
+                "cannot delete processed messages; they will be delivered again",
+                extra={"count": len(messages), "error": f"{type(exc).__name__}: {exc}"},
+            )
+            return
+        for entry in response.get("Failed", []):
+            logger.warning(
+                "cannot delete a processed message; it will be delivered again",
+                extra={"message_id": messages[int(entry["Id"])].get("MessageId"), "code": entry.get("Code")},
+            )
+
+    def _retry_later(self, config: QueueConfig, messages: Sequence[MessageTypeDef], reasons: dict[str, str]) -> None:
+        if not messages:
+            return
+        entries: list[ChangeMessageVisibilityBatchRequestEntryTypeDef] = []
+        for i, message in enumerate(messages):
+            message_id = message.get("MessageId", "")
+            receive_count = _receive_count(message)
+            delay_s = visibility_backoff_s(
+                receive_count, base_s=config.backoff_base_s, max_s=config.backoff_max_s, rng=self._rng
+            )
+            logger.warning(
+                "message failed; it will be retried after a backoff (or go to the dead-letter queue)",
+                extra={
+                    "message_id": message_id,
+                    "reason": reasons.get(message_id, "the handler reported no outcome for it"),
+                    "receive_count": receive_count,
+                    "retry_in_s": delay_s,
+                },
+            )
+            entries.append(
+                {"Id": str(i), "ReceiptHandle": message.get("ReceiptHandle", ""), "VisibilityTimeout": delay_s}
+            )
+        try:
+            response = retry_transient(
+                lambda: self._sqs.change_message_visibility_batch(QueueUrl=self._payload.queue_url, Entries=entries),
+                clock=self._clock,
+            )
+        except Exception as exc:
+            logger.warning(
+                "cannot set the backoff of failed messages; they reappear after their visibility timeout",
+                extra={"count": len(messages), "error": f"{type(exc).__name__}: {exc}"},
+            )
+            return
+        for entry in response.get("Failed", []):
+            logger.warning(
+                "cannot set the backoff of a failed message; it reappears after its visibility timeout",
+                extra={"message_id": messages[int(entry["Id"])].get("MessageId"), "code": entry.get("Code")},
+            )
+
+    # -- the end -----------------------------------------------------------------------------------------------
+
+    def finish(self, reason: str, launcher: Launcher) -> tuple[str, bool]:
+        """Flush counters with a last heartbeat, then hand over to a fresh invocation if time ran out."""
+        if reason in (TOO_SHORT, TOKEN_LOST):
+            return reason, False
+        token_kept = self._heartbeat()
+        if reason != TIME_LEFT:
+            return reason, False
+        if not token_kept:
+            return TOKEN_LOST, False
+        try:
+            launcher.start(self._payload.to_token())
+        except Exception as exc:
+            logger.error(
+                "cannot start the next invocation; the restart sweep will resume this token",
+                extra={"error": f"{type(exc).__name__}: {exc}"},
+            )
+            return reason, False
+        return reason, True
+
+
+def _receive_count(message: MessageTypeDef) -> int:
+    try:
+        return max(1, int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1")))
+    except ValueError:
+        return 1
