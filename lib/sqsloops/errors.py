@@ -43,3 +43,11 @@ class HandlerError(SqsloopsError):
 
 class AlarmNotificationError(SqsloopsError):
     """An SNS message is not a CloudWatch alarm notification we can act on."""
+
+
+class MotoChangedError(SqsloopsError):
+    """moto is not the version (or shape) sqsloops.local patches; nothing was patched."""
+
+
+class DeployError(SqsloopsError):
+    """The embedded AWS could not deploy the stack (packaging, translation or CloudFormation failed)."""
