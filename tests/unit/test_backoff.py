@@ -22,8 +22,11 @@ def test_attempt_is_one_based() -> None:
 def test_full_jitter_spreads_over_the_whole_range() -> None:
     rng = random.Random(7)
     delays = [compute_backoff_s(4, base_s=1, max_s=100, rng=rng) for _ in range(2000)]
-    assert min(delays) >= 0 and max(delays) <= 8
-    assert min(delays) < 0.5 and max(delays) > 7.5  # full jitter, not equal jitter
+    assert min(delays) >= 0
+    assert max(delays) <= 8
+    # full jitter, not equal jitter: the whole range is used
+    assert min(delays) < 0.5
+    assert max(delays) > 7.5
 
 
 def test_visibility_backoff_stays_within_sqs_limits() -> None:
