@@ -1,0 +1,118 @@
+"""One embedded AWS for the whole e2e package: template.yaml deployed, Lambda code running, alarms and schedules live.
+
+The fixture is package-scoped: it starts on the first e2e test and stops after the last one, so that no
+in-process `mock_aws` of the functional tests (which resets moto's process-wide backends) ever overlaps it.
+
+Helpers for tests that need more than the stack: `make_function` deploys a small function from source text,
+`make_queue_url` creates a queue, `wait_for_messages` polls one with a generous deadline.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import textwrap
+import time
+import uuid
+import zipfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sqsloops.local.server import EmbeddedAws
+
+TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
+STACK = "sqsloops-e2e"
+# Compressed time for the whole e2e package: an invocation gets Timeout/10 s, alarms are evaluated every
+# Period/10 s, rate() schedules fire every interval/10 s, StaleAfterSeconds and HeartbeatSeconds are divided by 10.
+TIME_SCALE = 10.0
+DEADLINE_S = 60.0  # how long a poll may wait on a loaded 2-core machine before a test gives up
+
+MakeFunction = Callable[..., str]
+
+
+@pytest.fixture(scope="package")
+def embedded_aws() -> Iterator[EmbeddedAws]:
+    with EmbeddedAws(template=TEMPLATE, stack_name=STACK, time_scale=TIME_SCALE) as aws:
+        yield aws
+
+
+@pytest.fixture(scope="package")
+def lambda_role_arn(embedded_aws: EmbeddedAws) -> str:
+    iam = embedded_aws.client("iam")
+    trust = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}
+        ],
+    }
+    role = iam.create_role(RoleName=f"{STACK}-test-functions", AssumeRolePolicyDocument=json.dumps(trust))
+    return str(role["Role"]["Arn"])
+
+
+def zip_source(source: str, *, filename: str = "app.py") -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr(filename, textwrap.dedent(source))
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def make_function(embedded_aws: EmbeddedAws, lambda_role_arn: str) -> MakeFunction:
+    """Deploy `source` (an app.py with `handler`) as a new function; returns its name.
+
+    `timeout_s` is the function's Timeout as deployed; each invocation gets timeout_s / TIME_SCALE.
+    """
+    lambda_ = embedded_aws.client("lambda")
+
+    def make(
+        source: str,
+        *,
+        timeout_s: int = 60,
+        reserved_concurrency: int | None = None,
+        environment: dict[str, str] | None = None,
+        name: str | None = None,
+    ) -> str:
+        function_name = name or f"{STACK}-test-{uuid.uuid4().hex[:8]}"
+        lambda_.create_function(
+            FunctionName=function_name,
+            Runtime="python3.11",
+            Role=lambda_role_arn,
+            Handler="app.handler",
+            Code={"ZipFile": zip_source(source)},
+            Timeout=timeout_s,
+            Environment={"Variables": environment or {}},
+        )
+        if reserved_concurrency is not None:
+            lambda_.put_function_concurrency(
+                FunctionName=function_name, ReservedConcurrentExecutions=reserved_concurrency
+            )
+        return function_name
+
+    return make
+
+
+@pytest.fixture
+def make_queue_url(embedded_aws: EmbeddedAws) -> Callable[[str], str]:
+    sqs = embedded_aws.client("sqs")
+
+    def make(prefix: str = "q") -> str:
+        return str(sqs.create_queue(QueueName=f"{prefix}-{uuid.uuid4().hex[:8]}")["QueueUrl"])
+
+    return make
+
+
+def wait_for_messages(
+    sqs: Any, queue_url: str, *, count: int = 1, deadline_s: float = DEADLINE_S
+) -> list[dict[str, Any]]:
+    """Receive (and delete) until `count` messages arrived or the deadline passed; returns what arrived."""
+    received: list[dict[str, Any]] = []
+    give_up_at = time.monotonic() + deadline_s
+    while len(received) < count and time.monotonic() < give_up_at:
+        response = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1)
+        for message in response.get("Messages", []):
+            received.append(message)
+            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+    return received
