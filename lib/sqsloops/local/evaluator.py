@@ -26,6 +26,7 @@ import botocore.loaders
 from botocore.exceptions import ClientError
 
 from sqsloops.clock import SYSTEM_CLOCK, Clock
+from sqsloops.local.ticker import Ticker
 from sqsloops.log import logger
 
 if TYPE_CHECKING:
@@ -113,8 +114,7 @@ class AlarmEvaluator:
         self._queue_urls: dict[str, str] = {}
         self._logged: set[tuple[str, str]] = set()
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._ticker = Ticker(name="sqsloops-alarm-evaluator", work=self.evaluate_due, interval_s=self.tick_s)
 
     # -- driving ---------------------------------------------------------------------------------------------
 
@@ -128,17 +128,10 @@ class AlarmEvaluator:
 
     def start(self) -> None:
         """Evaluate due alarms on a daemon thread until stop()."""
-        if self._thread is not None and self._thread.is_alive():
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="sqsloops-alarm-evaluator", daemon=True)
-        self._thread.start()
+        self._ticker.start()
 
     def stop(self, timeout_s: float = 5.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout_s)
-            self._thread = None
+        self._ticker.stop(timeout_s)
 
     def tick_s(self) -> float:
         """How often the thread looks for due alarms: a quarter of the shortest scaled period, at most 1 s."""
@@ -146,14 +139,6 @@ class AlarmEvaluator:
         if not periods:
             return _TICK_MAX_S
         return max(_TICK_MIN_S, min(_TICK_MAX_S, min(periods) / self._time_scale / 4))
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.evaluate_due()
-            except Exception:  # a transient moto error must never end evaluation
-                logger.exception("alarm evaluation failed; will retry")
-            self._stop.wait(self.tick_s())
 
     # -- evaluation ------------------------------------------------------------------------------------------
 

@@ -28,6 +28,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from croniter import croniter
 
 from sqsloops.clock import SYSTEM_CLOCK, Clock
+from sqsloops.local.ticker import Ticker
 from sqsloops.log import logger
 
 if TYPE_CHECKING:
@@ -254,8 +255,7 @@ class Scheduler:
         self._queue_urls: dict[str, str] = {}
         self._logged: set[tuple[str, str]] = set()
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._ticker = Ticker(name="sqsloops-scheduler", work=self.tick, interval_s=self.tick_s)
 
     # -- driving ---------------------------------------------------------------------------------------------
 
@@ -287,30 +287,15 @@ class Scheduler:
 
     def start(self) -> None:
         """Tick on a daemon thread until stop()."""
-        if self._thread is not None and self._thread.is_alive():
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="sqsloops-scheduler", daemon=True)
-        self._thread.start()
+        self._ticker.start()
 
     def stop(self, timeout_s: float = 5.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout_s)
-            self._thread = None
+        self._ticker.stop(timeout_s)
 
     def tick_s(self) -> float:
         """A quarter of the shortest scaled rate() interval, at most 1 s (cron and at() have minute precision)."""
         rates = [track.trigger.interval_s for track in self._tracks.values() if isinstance(track.trigger, _Rate)]
         return max(_TICK_MIN_S, min([_TICK_MAX_S, *(rate / 4 for rate in rates)]))
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.tick()
-            except Exception:  # a transient moto error must never end the schedules
-                logger.exception("scheduler tick failed; will retry")
-            self._stop.wait(self.tick_s())
 
     # -- listing ---------------------------------------------------------------------------------------------
 
