@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 
@@ -22,3 +23,27 @@ class Clock:
 
 
 SYSTEM_CLOCK = Clock()
+
+
+class ManualClock(Clock):
+    """Time that moves only when told to or when code sleeps (sleep returns at once): for tests and replays."""
+
+    def __init__(self, start_s: float = 1_700_000_000.0) -> None:
+        self._start_s = start_s
+        self.elapsed_s = 0.0
+        self._lock = threading.Lock()
+
+    def now(self) -> float:
+        with self._lock:
+            return self._start_s + self.elapsed_s
+
+    def monotonic(self) -> float:
+        with self._lock:
+            return self.elapsed_s
+
+    def sleep(self, seconds: float) -> None:
+        self.advance(max(seconds, 0.0))
+
+    def advance(self, seconds: float) -> None:
+        with self._lock:
+            self.elapsed_s += seconds

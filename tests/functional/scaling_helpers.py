@@ -15,32 +15,9 @@ from typing import Any
 import pytest
 from moto.core.config import default_user_config
 
-from sqsloops.clock import Clock
 from sqsloops.launcher import Launcher
 from sqsloops.settings import Settings
 from sqsloops.tokens import Token
-
-
-class ManualClock(Clock):
-    """Wall time that moves only when a test says so (sleeps move it too, and return at once)."""
-
-    def __init__(self, now: float = 1_700_000_000.0) -> None:
-        self._now = now
-        self._lock = threading.Lock()
-
-    def now(self) -> float:
-        with self._lock:
-            return self._now
-
-    def monotonic(self) -> float:
-        return self.now()
-
-    def sleep(self, seconds: float) -> None:
-        self.advance(max(seconds, 0))
-
-    def advance(self, seconds: float) -> None:
-        with self._lock:
-            self._now += seconds
 
 
 class RecordingLauncher(Launcher):

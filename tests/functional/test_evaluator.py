@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
 from typing import Any
 
@@ -11,7 +10,7 @@ import boto3
 import pytest
 from botocore.exceptions import EndpointConnectionError
 
-from sqsloops.clock import Clock
+from sqsloops.clock import ManualClock
 from sqsloops.local.evaluator import AlarmEvaluator, Transition
 from tests.conftest import ACCOUNT, REGION, Clients
 
@@ -48,25 +47,6 @@ TRIGGER_KEYS = [
 ]
 
 
-class ManualClock(Clock):
-    """Wall and monotonic time that move only when the test says so."""
-
-    def __init__(self, now: float = 1_741_336_200.0) -> None:  # 2025-03-07T08:30:00Z
-        self._now = now
-        self._lock = threading.Lock()
-
-    def now(self) -> float:
-        with self._lock:
-            return self._now
-
-    def monotonic(self) -> float:
-        return self.now()
-
-    def advance(self, seconds: float) -> None:
-        with self._lock:
-            self._now += seconds
-
-
 class Inbox:
     """An SQS queue subscribed to a topic: what the topic's subscribers would receive."""
 
@@ -96,7 +76,7 @@ class Inbox:
 
 @pytest.fixture
 def clock() -> ManualClock:
-    return ManualClock()
+    return ManualClock(1_741_336_200.0)  # 2025-03-07T08:30:00Z
 
 
 @pytest.fixture

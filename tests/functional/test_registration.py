@@ -16,7 +16,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from sqsloops.clock import Clock
+from sqsloops.clock import ManualClock
 from sqsloops.errors import ConfigError, NotRegisteredError
 from sqsloops.launcher import Launcher
 from sqsloops.registration import Registrations
@@ -37,26 +37,18 @@ class RecordingLauncher(Launcher):
         self.started.append(token)
 
 
-class SettableClock(Clock):
-    def __init__(self, now: float) -> None:
-        self.now_s = now
-
-    def now(self) -> float:
-        return self.now_s
-
-
 @pytest.fixture
 def launcher() -> RecordingLauncher:
     return RecordingLauncher()
 
 
 @pytest.fixture
-def clock() -> SettableClock:
-    return SettableClock(1_700_000_000.0)
+def clock() -> ManualClock:
+    return ManualClock(1_700_000_000.0)
 
 
 @pytest.fixture
-def service(aws: Clients, settings: Settings, launcher: RecordingLauncher, clock: SettableClock) -> Registrations:
+def service(aws: Clients, settings: Settings, launcher: RecordingLauncher, clock: ManualClock) -> Registrations:
     return Registrations(
         settings=settings,
         dynamodb=aws.dynamodb,
@@ -362,11 +354,11 @@ def test_scale_moves_the_token_count_up_and_down(
     aws: Clients,
     settings: Settings,
     launcher: RecordingLauncher,
-    clock: SettableClock,
+    clock: ManualClock,
     queue: MadeQueue,
 ) -> None:
     service.register(QueueConfig(queue_url=queue.url, handler="lambda:worker", min_loops=1, max_loops=4))
-    clock.now_s += 1
+    clock.advance(1)
 
     up = service.scale(queue.url, 4)
     assert (up.before, up.after, up.started) == (1, 4, 3)
@@ -497,7 +489,7 @@ def test_update_of_an_unknown_queue_is_not_registered_error(service: Registratio
 
 
 def test_status_reports_depth_dead_letters_loops_and_counters(
-    service: Registrations, aws: Clients, settings: Settings, clock: SettableClock, queue: MadeQueue
+    service: Registrations, aws: Clients, settings: Settings, clock: ManualClock, queue: MadeQueue
 ) -> None:
     # Given a queue with two loops, five messages waiting and two dead letters
     service.register(
@@ -509,7 +501,7 @@ def test_status_reports_depth_dead_letters_loops_and_counters(
         aws.sqs.send_message(QueueUrl=queue.dlq_url, MessageBody=json.dumps({"dead": n}))
     # and, three minutes later, only the first loop has proved itself (and counted its work)
     first, _ = service.tokens.list(queue.url)
-    clock.now_s += 180
+    clock.advance(180)
     service.tokens.heartbeat(queue.url, first.token, first.loop_id, processed=7, failed=2, invocations=3)
 
     (status,) = service.status(queue.url)

@@ -13,6 +13,7 @@ import boto3
 import pytest
 
 from restart import app as restart_app
+from sqsloops.clock import ManualClock
 from sqsloops.launcher import Launcher
 from sqsloops.registry import QueueConfig, Registry
 from sqsloops.restart import SweepSummary, reconcile, restart, sweep
@@ -22,7 +23,6 @@ from sqsloops.tokens import Token, Tokens
 from tests import conftest
 from tests.conftest import REGION, Clients
 from tests.functional.scaling_helpers import (
-    ManualClock,
     RecordingLauncher,
     Turnstile,
     deploy_for_functions,

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import json
-import threading
 import time
 import zipfile
 from datetime import UTC, datetime
@@ -20,31 +19,12 @@ import pytest
 from botocore.exceptions import ClientError
 from moto.awslambda.models import LambdaFunction
 
-from sqsloops.clock import Clock
+from sqsloops.clock import ManualClock
 from sqsloops.local.scheduler import Scheduler, aws_cron_to_croniter
 from tests.conftest import ACCOUNT, REGION, Clients
 
 ROLE_ARN = f"arn:aws:iam::{ACCOUNT}:role/scheduler"
 EVENT_KEYS = ["version", "id", "detail-type", "source", "account", "time", "region", "resources", "detail"]
-
-
-class ManualClock(Clock):
-    """Wall and monotonic time that move only when the test says so."""
-
-    def __init__(self, now: float) -> None:
-        self._now = now
-        self._lock = threading.Lock()
-
-    def now(self) -> float:
-        with self._lock:
-            return self._now
-
-    def monotonic(self) -> float:
-        return self.now()
-
-    def advance(self, seconds: float) -> None:
-        with self._lock:
-            self._now += seconds
 
 
 def at(text: str) -> float:

@@ -14,7 +14,7 @@ from rich.console import Console
 
 from sqsloops.cli import main
 from sqsloops.cli.watch import follow
-from sqsloops.clock import Clock
+from sqsloops.clock import Clock, ManualClock
 from sqsloops.registration import Registrations
 from sqsloops.settings import Settings
 from sqsloops.watch import Rates, Watcher
@@ -22,21 +22,15 @@ from tests.conftest import Clients
 from tests.conftest import TestQueue as MadeQueue
 
 
-class FakeClock(Clock):
+class FakeClock(ManualClock):
     """Time moves only when someone sleeps; callbacks run at each sleep (to change AWS state between refreshes)."""
 
     def __init__(self) -> None:
-        self.elapsed_s = 0.0
+        super().__init__()
         self.on_sleep: list[Callable[[], None]] = []
 
-    def now(self) -> float:
-        return 1_700_000_000.0 + self.elapsed_s
-
-    def monotonic(self) -> float:
-        return self.elapsed_s
-
     def sleep(self, seconds: float) -> None:
-        self.elapsed_s += max(0.0, seconds)
+        super().sleep(seconds)
         if self.on_sleep:
             self.on_sleep.pop(0)()
 
