@@ -12,8 +12,7 @@ from typing import Any
 import boto3
 import pytest
 
-from scale_down import app as scale_down_app
-from scale_up import app as scale_up_app
+from scale import app as scale_app
 from sqsloops.registry import QueueConfig, Registry
 from sqsloops.restart import reconcile
 from sqsloops.scaler import Scaler
@@ -312,18 +311,16 @@ def test_an_alarm_that_stays_in_alarm_is_followed_by_reconcile_when_the_backlog_
 def deployed(world: World, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
     """The functions' environment as the template sets it, and a process function moto invokes without Docker."""
     deploy_for_functions(world.aws, world.settings, monkeypatch)
-    scale_up_app.scaling.cache_clear()
-    scale_down_app.scaling.cache_clear()
+    scale_app.scaling.cache_clear()
     yield world
-    scale_up_app.scaling.cache_clear()
-    scale_down_app.scaling.cache_clear()
+    scale_app.scaling.cache_clear()
 
 
 def test_scale_up_function_starts_loops_from_an_sns_alarm_event(deployed: World) -> None:
     deployed.register(min_loops=0, max_loops=10, backlog_per_loop=10)
     deployed.send(12)
 
-    response = scale_up_app.handler(event("alarm_scale_up.json"), None)
+    response = scale_app.scale_up(event("alarm_scale_up.json"), None)
 
     assert len(deployed.stored()) == 2
     assert response["results"][0]["started"] == 2  # the process function accepted both Event invokes
@@ -333,13 +330,13 @@ def test_scale_down_function_stops_surplus_loops_from_an_sns_ok_event(deployed: 
     deployed.register(min_loops=1, max_loops=10, backlog_per_loop=10)
     deployed.add_tokens(4)
 
-    response = scale_down_app.handler(event("alarm_scale_down.json"), None)
+    response = scale_app.scale_down(event("alarm_scale_down.json"), None)
 
     assert len(deployed.stored()) == 1
     assert response["results"][0]["stopped"] == 3
 
 
 def test_scale_functions_return_normally_on_a_message_they_cannot_use(deployed: World) -> None:
-    response = scale_up_app.handler({"Records": [{"Sns": {"Message": "{"}}]}, None)
+    response = scale_app.scale_up({"Records": [{"Sns": {"Message": "{"}}]}, None)
 
     assert response["results"][0]["action"] == "ignored"

@@ -1,4 +1,7 @@
-"""Scale-up: SNS delivers a depth alarm's ALARM notification; add loops up to what the backlog calls for."""
+"""Scale-up and scale-down: SNS delivers a depth alarm's notification; move the loop count toward the backlog.
+
+Two functions (one per topic) share this code: `scale_up` acts on ALARM, `scale_down` on ALARM->OK.
+"""
 
 from __future__ import annotations
 
@@ -28,6 +31,11 @@ def scaling() -> AlarmScaling:
     )
 
 
-def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """Never raises for a message it cannot use: SNS would retry it for nothing."""
+def scale_up(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Add loops up to what the backlog calls for. Never raises for a message it cannot use: SNS would retry it."""
     return {"results": [result.as_dict() for result in scaling().on_event(event, up=True)]}
+
+
+def scale_down(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """On ALARM->OK, stop loops the backlog no longer needs (never below min_loops)."""
+    return {"results": [result.as_dict() for result in scaling().on_event(event, up=False)]}
