@@ -338,22 +338,11 @@ class _Loop:
         entries: list[DeleteMessageBatchRequestEntryTypeDef] = [
             {"Id": str(i), "ReceiptHandle": m.get("ReceiptHandle", "")} for i, m in enumerate(messages)
         ]
-        try:
-            response = retry_transient(
-                lambda: self._sqs.delete_message_batch(QueueUrl=self._payload.queue_url, Entries=entries),
-                clock=self._clock,
-            )
-        except Exception as exc:
-            logger.warning(
-                "cannot delete processed messages; they will be delivered again",
-                extra={"count": len(messages), "error": f"{type(exc).__name__}: {exc}"},
-            )
-            return
-        for entry in response.get("Failed", []):
-            logger.warning(
-                "cannot delete a processed message; it will be delivered again",
-                extra={"message_id": messages[int(entry["Id"])].get("MessageId"), "code": entry.get("Code")},
-            )
+        self._batch_call(
+            lambda: self._sqs.delete_message_batch(QueueUrl=self._payload.queue_url, Entries=entries),
+            messages,
+            consequence="it will be delivered again",
+        )
 
     def _retry_later(self, config: QueueConfig, messages: Sequence[MessageTypeDef], reasons: dict[str, str]) -> None:
         if not messages:
@@ -377,20 +366,26 @@ class _Loop:
             entries.append(
                 {"Id": str(i), "ReceiptHandle": message.get("ReceiptHandle", ""), "VisibilityTimeout": delay_s}
             )
+        self._batch_call(
+            lambda: self._sqs.change_message_visibility_batch(QueueUrl=self._payload.queue_url, Entries=entries),
+            messages,
+            consequence="it reappears after its visibility timeout",
+        )
+
+    def _batch_call(self, call: Callable[[], Any], messages: Sequence[MessageTypeDef], *, consequence: str) -> None:
+        """Run a DeleteMessageBatch/ChangeMessageVisibilityBatch; failures are logged, never raised (nothing is lost:
+        a message that was not deleted or hidden simply comes back)."""
         try:
-            response = retry_transient(
-                lambda: self._sqs.change_message_visibility_batch(QueueUrl=self._payload.queue_url, Entries=entries),
-                clock=self._clock,
-            )
+            response = retry_transient(call, clock=self._clock)
         except Exception as exc:
             logger.warning(
-                "cannot set the backoff of failed messages; they reappear after their visibility timeout",
+                f"batch call failed for {len(messages)} message(s); {consequence}",
                 extra={"count": len(messages), "error": f"{type(exc).__name__}: {exc}"},
             )
             return
         for entry in response.get("Failed", []):
             logger.warning(
-                "cannot set the backoff of a failed message; it reappears after its visibility timeout",
+                f"batch call failed for a message; {consequence}",
                 extra={"message_id": messages[int(entry["Id"])].get("MessageId"), "code": entry.get("Code")},
             )
 
