@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
+import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -121,3 +123,53 @@ def make_queue(aws: Clients) -> Callable[..., TestQueue]:
         return TestQueue(url=url, arn=arn, dlq_url=dlq_url, dlq_arn=dlq_arn, max_receive_count=max_receive_count)
 
     return make
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The SQSLOOPS_* variables the template gives the functions (and the CLI reads) for these settings."""
+    return {
+        "SQSLOOPS_QUEUES_TABLE": settings.queues_table,
+        "SQSLOOPS_LOOPS_TABLE": settings.loops_table,
+        "SQSLOOPS_PROCESS_FUNCTION": settings.process_function,
+        "SQSLOOPS_SCALE_UP_TOPIC_ARN": settings.scale_up_topic_arn,
+        "SQSLOOPS_SCALE_DOWN_TOPIC_ARN": settings.scale_down_topic_arn,
+        "SQSLOOPS_STACK_NAME": settings.stack_name,
+        "SQSLOOPS_STALE_AFTER_S": str(settings.stale_after_s),
+    }
+
+
+@pytest.fixture
+def env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """The stack's settings, also set as the SQSLOOPS_* variables (how the CLI and the functions find the stack)."""
+    monkeypatch.delenv("SQSLOOPS_STACK", raising=False)
+    for name, value in settings_env(settings).items():
+        monkeypatch.setenv(name, value)
+    return settings
+
+
+_TRUST_LAMBDA = {
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}],
+}
+
+
+def create_function(aws: Clients, name: str, *, source: str = "def handler(event, context):\n    return None\n") -> str:
+    """A real function in moto (its code runs only in moto's own Lambda modes); returns its ARN."""
+    try:
+        role_arn = aws.iam.get_role(RoleName="sqsloops-test-role")["Role"]["Arn"]
+    except aws.iam.exceptions.NoSuchEntityException:
+        role_arn = aws.iam.create_role(
+            RoleName="sqsloops-test-role", AssumeRolePolicyDocument=json.dumps(_TRUST_LAMBDA)
+        )["Role"]["Arn"]
+    code = io.BytesIO()
+    with zipfile.ZipFile(code, "w") as archive:
+        archive.writestr("app.py", source)
+    return str(
+        aws.lambda_.create_function(
+            FunctionName=name,
+            Runtime="python3.11",
+            Role=role_arn,
+            Handler="app.handler",
+            Code={"ZipFile": code.getvalue()},
+        )["FunctionArn"]
+    )

@@ -1,4 +1,4 @@
-"""Test seams for the scaling tests: a clock tests move by hand, a launcher that records what it started.
+"""Test seams for the scaling tests: a launcher that records what it started, a turnstile for races.
 
 The launcher double is used only to observe which loops were started: moto cannot run Lambda code without
 Docker. The tokens themselves are always real items in moto's DynamoDB, and tests read them back.
@@ -6,10 +6,7 @@ Docker. The tokens themselves are always real items in moto's DynamoDB, and test
 
 from __future__ import annotations
 
-import io
-import json
 import threading
-import zipfile
 from typing import Any
 
 import pytest
@@ -18,6 +15,7 @@ from moto.core.config import default_user_config
 from sqsloops.launcher import Launcher
 from sqsloops.settings import Settings
 from sqsloops.tokens import Token
+from tests.conftest import create_function, settings_env
 
 
 class RecordingLauncher(Launcher):
@@ -35,33 +33,6 @@ class RecordingLauncher(Launcher):
 
 def loop_ids(tokens: list[Token]) -> set[tuple[str, str]]:
     return {(t.token, t.loop_id) for t in tokens}
-
-
-def create_process_function(aws: Any, name: str) -> str:
-    """A real (moto) process function for the function adapters' own Launcher to invoke."""
-    role = aws.iam.create_role(
-        RoleName=f"{name}-role",
-        AssumeRolePolicyDocument=json.dumps(
-            {
-                "Version": "2012-10-17",
-                "Statement": [
-                    {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}
-                ],
-            }
-        ),
-    )["Role"]["Arn"]
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        archive.writestr("app.py", "def handler(event, context):\n    return event\n")
-    return str(
-        aws.lambda_.create_function(
-            FunctionName=name,
-            Runtime="python3.11",
-            Role=role,
-            Handler="app.handler",
-            Code={"ZipFile": buffer.getvalue()},
-        )["FunctionArn"]
-    )
 
 
 class Turnstile:
@@ -101,14 +72,6 @@ def deploy_for_functions(aws: Any, settings: Settings, monkeypatch: pytest.Monke
     """The environment the template gives the functions, and a process function moto invokes without Docker
     (moto's Docker-less Lambda accepts the invoke and runs nothing: the tokens in DynamoDB are what tests read)."""
     monkeypatch.setitem(default_user_config, "lambda", {"use_docker": False})
-    create_process_function(aws, settings.process_function)
-    for name, value in {
-        "QUEUES_TABLE": settings.queues_table,
-        "LOOPS_TABLE": settings.loops_table,
-        "PROCESS_FUNCTION": settings.process_function,
-        "SCALE_UP_TOPIC_ARN": settings.scale_up_topic_arn,
-        "SCALE_DOWN_TOPIC_ARN": settings.scale_down_topic_arn,
-        "STACK_NAME": settings.stack_name,
-        "STALE_AFTER_S": str(settings.stale_after_s),
-    }.items():
-        monkeypatch.setenv(f"SQSLOOPS_{name}", value)
+    create_function(aws, settings.process_function)
+    for name, value in settings_env(settings).items():
+        monkeypatch.setenv(name, value)

@@ -22,22 +22,6 @@ from tests.conftest import TestQueue as MadeQueue
 
 
 @pytest.fixture
-def env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:
-    """The CLI finds the stack through SQSLOOPS_* variables."""
-    monkeypatch.delenv("SQSLOOPS_STACK", raising=False)
-    for name, value in {
-        "QUEUES_TABLE": settings.queues_table,
-        "LOOPS_TABLE": settings.loops_table,
-        "PROCESS_FUNCTION": settings.process_function,
-        "SCALE_UP_TOPIC_ARN": settings.scale_up_topic_arn,
-        "SCALE_DOWN_TOPIC_ARN": settings.scale_down_topic_arn,
-        "STACK_NAME": settings.stack_name,
-    }.items():
-        monkeypatch.setenv(f"SQSLOOPS_{name}", value)
-    return settings
-
-
-@pytest.fixture
 def queue(make_queue: Callable[..., MadeQueue]) -> MadeQueue:
     return make_queue("orders")
 

@@ -7,10 +7,8 @@ receives; the Invoke API, the function lookup and the invocation type all stay m
 
 from __future__ import annotations
 
-import io
 import json
 import time
-import zipfile
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,7 +19,7 @@ from moto.awslambda.models import LambdaFunction
 
 from sqsloops.clock import ManualClock
 from sqsloops.local.scheduler import Scheduler, aws_cron_to_croniter
-from tests.conftest import ACCOUNT, REGION, Clients
+from tests.conftest import ACCOUNT, REGION, Clients, create_function
 
 ROLE_ARN = f"arn:aws:iam::{ACCOUNT}:role/scheduler"
 EVENT_KEYS = ["version", "id", "detail-type", "source", "account", "time", "region", "resources", "detail"]
@@ -96,22 +94,6 @@ def function_events(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, Any]]:
 
     monkeypatch.setattr(LambdaFunction, "_invoke_lambda", run)
     return received
-
-
-def create_function(aws: Clients, name: str) -> str:
-    role = aws.iam.create_role(RoleName=f"{name}-role", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
-    code = io.BytesIO()
-    with zipfile.ZipFile(code, "w") as archive:
-        archive.writestr("app.py", "def handler(event, context):\n    return None\n")
-    return str(
-        aws.lambda_.create_function(
-            FunctionName=name,
-            Runtime="python3.11",
-            Role=role,
-            Handler="app.handler",
-            Code={"ZipFile": code.getvalue()},
-        )["FunctionArn"]
-    )
 
 
 def test_a_rate_rule_fires_once_per_scaled_interval(aws: Clients) -> None:

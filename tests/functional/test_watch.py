@@ -35,22 +35,6 @@ class FakeClock(ManualClock):
             self.on_sleep.pop(0)()
 
 
-@pytest.fixture
-def env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:
-    """The CLI finds the stack through SQSLOOPS_* variables."""
-    monkeypatch.delenv("SQSLOOPS_STACK", raising=False)
-    for name, value in {
-        "QUEUES_TABLE": settings.queues_table,
-        "LOOPS_TABLE": settings.loops_table,
-        "PROCESS_FUNCTION": settings.process_function,
-        "SCALE_UP_TOPIC_ARN": settings.scale_up_topic_arn,
-        "SCALE_DOWN_TOPIC_ARN": settings.scale_down_topic_arn,
-        "STACK_NAME": settings.stack_name,
-    }.items():
-        monkeypatch.setenv(f"SQSLOOPS_{name}", value)
-    return settings
-
-
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     code = main(list(argv))
     out, err = capsys.readouterr()
