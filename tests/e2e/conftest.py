@@ -4,7 +4,9 @@ The fixture is package-scoped: it starts on the first e2e test and stops after t
 in-process `mock_aws` of the functional tests (which resets moto's process-wide backends) ever overlaps it.
 
 Helpers for tests that need more than the stack: `make_function` deploys a small function from source text,
-`make_queue_url` creates a queue, `wait_for_messages` polls one with a generous deadline.
+`make_queue_url` creates a queue, `wait_for_messages` polls one with a generous deadline. For the system tests:
+`register` registers a queue with the deployed stack (deregistered at teardown), `make_queue_with_dlq`,
+`send_bodies`, `is_empty`, and `eventually`, which polls any condition with the same deadline.
 """
 
 from __future__ import annotations
@@ -17,11 +19,14 @@ import uuid
 import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
 from sqsloops.local.server import EmbeddedAws
+from sqsloops.queues import queue_depth
+from sqsloops.registration import Registrations
+from sqsloops.registry import QueueConfig
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
 STACK = "sqsloops-e2e"
@@ -116,3 +121,79 @@ def wait_for_messages(
             received.append(message)
             sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
     return received
+
+
+# ---------------------------------------------------------------- registering queues on the deployed stack
+
+T = TypeVar("T")
+
+
+def eventually(check: Callable[[], T], *, what: str, deadline_s: float = DEADLINE_S, interval_s: float = 0.25) -> T:
+    """Call `check` until it returns something truthy (returned) or the deadline passes (AssertionError)."""
+    give_up_at = time.monotonic() + deadline_s
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() >= give_up_at:
+            raise AssertionError(f"not within {deadline_s:g} s: {what} (last seen: {result!r})")
+        time.sleep(interval_s)
+
+
+@pytest.fixture
+def registrations(embedded_aws: EmbeddedAws) -> Registrations:
+    """The operator's view of the deployed stack, as the CLI builds it."""
+    return Registrations(
+        settings=embedded_aws.settings,
+        dynamodb=embedded_aws.client("dynamodb"),
+        sqs=embedded_aws.client("sqs"),
+        lambda_client=embedded_aws.client("lambda"),
+        cloudwatch=embedded_aws.client("cloudwatch"),
+    )
+
+
+@pytest.fixture
+def register(registrations: Registrations) -> Iterator[Callable[..., QueueConfig]]:
+    """Register a queue (QueueConfig fields as keywords); whatever is still registered at teardown is deregistered."""
+    registered: list[str] = []
+
+    def make(queue_url: str, **fields: Any) -> QueueConfig:
+        config = registrations.register(QueueConfig(queue_url=queue_url, **fields)).config
+        registered.append(queue_url)
+        return config
+
+    yield make
+    for queue_url in registered:
+        if registrations.registry.find(queue_url) is not None:
+            registrations.deregister(queue_url)
+
+
+@pytest.fixture
+def make_queue_with_dlq(embedded_aws: EmbeddedAws) -> Callable[..., tuple[str, str]]:
+    """A queue and its dead-letter queue: (queue_url, dlq_url)."""
+    sqs = embedded_aws.client("sqs")
+
+    def make(prefix: str = "q", *, max_receive_count: int = 5) -> tuple[str, str]:
+        name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+        dlq_url = str(sqs.create_queue(QueueName=f"{name}-dlq")["QueueUrl"])
+        dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        policy = {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(max_receive_count)}
+        queue_url = str(sqs.create_queue(QueueName=name, Attributes={"RedrivePolicy": json.dumps(policy)})["QueueUrl"])
+        return queue_url, dlq_url
+
+    return make
+
+
+def send_bodies(sqs: Any, queue_url: str, bodies: list[dict[str, Any]]) -> None:
+    """Send JSON bodies, ten per SendMessageBatch."""
+    for start in range(0, len(bodies), 10):
+        chunk = bodies[start : start + 10]
+        entries = [{"Id": str(i), "MessageBody": json.dumps(body)} for i, body in enumerate(chunk)]
+        response = sqs.send_message_batch(QueueUrl=queue_url, Entries=entries)
+        assert not response.get("Failed"), response["Failed"]
+
+
+def is_empty(sqs: Any, queue_url: str) -> bool:
+    """Nothing visible and nothing in flight: every message was deleted (or moved to the dead-letter queue)."""
+    depth = queue_depth(sqs, queue_url)
+    return depth.visible == 0 and depth.in_flight == 0
