@@ -4,8 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+DEMO_ARGS ?=
 
-.PHONY: demo test lint build unit functional e2e clean
+.PHONY: demo test lint build unit functional e2e clean bench-throughput bench-scaling bench-recovery
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is required")'
@@ -14,8 +15,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
+# A burst of 3000 messages on the embedded AWS, time x20; e.g. DEMO_ARGS="--messages 10000 --max-loops 12".
 demo: $(STAMP)
-	$(BIN)/sqsloops demo
+	$(BIN)/sqsloops demo $(DEMO_ARGS)
 
 # pytest exits 5 when it collects nothing; that must fail, never pass silently.
 test: $(STAMP)
@@ -42,3 +44,16 @@ build: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache .coverage
+
+# Benchmarks: each prints a table and ratios measured side by side in one run on the embedded AWS (bench/).
+# BENCH_ARGS passes options through, e.g. make bench-throughput BENCH_ARGS="--messages 1000 --repeat 5".
+BENCH_ARGS ?=
+
+bench-throughput: $(STAMP)
+	$(BIN)/python -m bench.throughput $(BENCH_ARGS)
+
+bench-scaling: $(STAMP)
+	$(BIN)/python -m bench.scaling $(BENCH_ARGS)
+
+bench-recovery: $(STAMP)
+	$(BIN)/python -m bench.recovery $(BENCH_ARGS)

@@ -118,15 +118,15 @@ def test_usage_errors_are_one_line_on_stderr_and_exit_2(argv: list[str], capsys:
 def test_help_exits_0_on_stdout(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--help"]) == 0
     out, _ = capsys.readouterr()
-    for command in ("register", "update", "deregister", "list", "scale", "status", "demo"):
+    for command in ("register", "update", "deregister", "list", "scale", "status", "local", "demo"):
         assert command in out
 
 
-def test_demo_says_what_to_use_instead_on_one_line(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["demo"]) == 2
-    _, err = capsys.readouterr()
-    assert len(err.splitlines()) == 1
-    assert "sqsloops local up" in err
+def test_demo_help_names_its_options_without_starting_anything(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "--help"]) == 0
+    out, _ = capsys.readouterr()
+    for option in ("--messages", "--time-scale", "--max-loops", "--out"):
+        assert option in out
 
 
 def test_logs_are_quiet_during_a_command_and_restored_after() -> None:

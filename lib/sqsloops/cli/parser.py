@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 from typing import NoReturn
 
-from sqsloops.cli import cost, demo, registration, watch
+from sqsloops.cli import cost, demo, local, registration, watch
 from sqsloops.cli.output import error
 
 PROG = "sqsloops"
-COMMAND_GROUPS = (registration, watch, cost, demo)  # each has add_commands(subparsers)
+COMMAND_GROUPS = (registration, watch, cost, local, demo)  # each has add_commands(subparsers)
 
 
 class CliParser(argparse.ArgumentParser):
