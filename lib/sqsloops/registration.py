@@ -156,9 +156,9 @@ class Registrations:
                 if attempt == UPDATE_ATTEMPTS:
                     raise
         alarms = self.alarms.put(stored)  # none for a disabled registration: nothing scales it
-        count = self.tokens.count(queue_url)
-        desired = min(max(count, stored.min_loops), stored.max_loops) if stored.enabled else 0
-        change = self.scaler.converge(queue_url, desired)
+        capped = self.scaler.cap(queue_url, stored.max_loops)  # tokens beyond a lowered max_loops go at once
+        desired = min(max(capped.before, stored.min_loops), stored.max_loops) if stored.enabled else 0
+        change = capped.then(self.scaler.converge(queue_url, desired))
         logger.info("registration updated", extra={"queue_url": queue_url, "version": stored.version})
         return Registered(stored, alarms, change)
 
@@ -185,7 +185,7 @@ class Registrations:
             raise ConfigError(
                 f"loops must be between min_loops {config.min_loops} and max_loops {config.max_loops}, got {loops}"
             )
-        return self.scaler.converge(queue_url, loops)
+        return self.scaler.cap(queue_url, config.max_loops).then(self.scaler.converge(queue_url, loops))
 
     # --- reading -----------------------------------------------------------------------------------------------
 

@@ -2,6 +2,7 @@
 
 reconcile: an alarm that stays in ALARM sends no second notification, and a registration change sends none at
 all, so every queue is moved toward its desired count here too:
+- tokens at slots >= max_loops are deleted always (a registration lowered max_loops);
 - up, always, to desired_loops(visible) (capped at max_loops);
 - down to max_loops always (a registration lowered it), to 0 when the queue is disabled, and to min_loops only
   when the queue is idle (nothing visible, nothing in flight). Between those, scale-down is the alarms' job: a
@@ -24,7 +25,6 @@ from sqsloops.log import logger
 from sqsloops.queues import queue_depth
 from sqsloops.registry import QueueConfig, Registry
 from sqsloops.scaler import Scaler
-from sqsloops.scaling import scale_up_to
 from sqsloops.tokens import Tokens
 
 if TYPE_CHECKING:
@@ -87,19 +87,21 @@ def reconcile_queue(config: QueueConfig, *, sqs: SQSClient, scaler: Scaler) -> Q
     depth = queue_depth(sqs, url)
     idle = depth.visible == 0 and depth.in_flight == 0
     desired = config.desired_loops(depth.visible)
-    up = scale_up_to(scaler, url, desired)
-    down = scaler.converge(url, config.min_loops if idle else config.max_loops, allow_up=False)
+    # Cap first: a token beyond max_loops must not count toward desired, leaving a place below max_loops empty.
+    change = scaler.cap(url, config.max_loops)
+    change = change.then(scaler.converge(url, desired, allow_down=False))
+    change = change.then(scaler.converge(url, config.min_loops if idle else config.max_loops, allow_up=False))
     return QueueReconcile(
         url,
         "idle" if idle else "backlog",
         desired=desired,
         visible=depth.visible,
         in_flight=depth.in_flight,
-        before=up.before,
-        after=down.after,
-        started=up.started,
-        stopped=up.stopped + down.stopped,
-        start_failures=up.start_failures,
+        before=change.before,
+        after=change.after,
+        started=change.started,
+        stopped=change.stopped,
+        start_failures=change.start_failures,
     )
 
 

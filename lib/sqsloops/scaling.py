@@ -122,29 +122,8 @@ class ScaleResult:
         if self.change is not None:
             result.update(before=self.change.before, after=self.change.after)
             result.update(started=self.change.started, stopped=self.change.stopped)
-            result.update(start_failures=self.change.start_failures)
+            result.update(start_failures=self.change.start_failures, lost_races=self.change.lost_races)
         return result
-
-
-def scale_up_to(scaler: Scaler, queue_url: str, desired: int) -> Change:
-    """Converge up only; then, if this call added loops, trim anything a concurrent scale-up added beyond `desired`.
-
-    Several alarms crossing in one period, or a notification racing the restart reconcile, each see the same
-    count before they add: without the trim they would overshoot. The trim deletes the newest tokens first, so
-    concurrent trims never go below `desired` and never touch loops that existed before.
-    """
-    change = scaler.converge(queue_url, desired, allow_down=False)
-    if change.after <= change.before:
-        return change
-    trim = scaler.converge(queue_url, desired, allow_up=False)
-    return Change(
-        queue_url,
-        change.before,
-        trim.after,
-        started=change.started,
-        stopped=trim.stopped,
-        start_failures=change.start_failures,
-    )
 
 
 class AlarmScaling:
@@ -172,7 +151,10 @@ class AlarmScaling:
         return None
 
     def scale_up(self, notification: AlarmNotification) -> ScaleResult:
-        """On ALARM: add loops up to the backlog's desired count (never beyond max_loops, never down)."""
+        """On ALARM: add loops up to the backlog's desired count (never beyond max_loops, never down).
+
+        Several alarms crossing in one period run this at once: they race for the same slots, so never overshoot.
+        """
         if notification.new_state != ALARM:
             return self._ignore(notification, f"{notification.new_state} is not an ALARM transition")
         config = self.find(notification)
@@ -182,7 +164,9 @@ class AlarmScaling:
             return self._done(notification, config, 0, self._scaler.converge(config.queue_url, 0, allow_up=False))
         depth = queue_depth(self._sqs, config.queue_url)
         desired = config.desired_loops(depth.visible)
-        return self._done(notification, config, desired, scale_up_to(self._scaler, config.queue_url, desired))
+        return self._done(
+            notification, config, desired, self._scaler.converge(config.queue_url, desired, allow_down=False)
+        )
 
     def scale_down(self, notification: AlarmNotification) -> ScaleResult:
         """On ALARM->OK only: stop loops the backlog (visible + in flight) no longer needs, never below min_loops."""

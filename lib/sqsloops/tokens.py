@@ -2,6 +2,9 @@
 
 A loop holds (token, loop_id). It may run only while its token exists and still carries its loop_id:
 scale-down deletes tokens, the restart sweep re-issues a loop_id when it takes a stale token over.
+
+A token's id is its slot (slot-0000, slot-0001, ...), created only if that slot is free. Scale-ups that race can
+therefore only compete for the same slots below max_loops, never add up beyond it: the bound holds by construction.
 """
 
 from __future__ import annotations
@@ -9,7 +12,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from botocore.exceptions import ClientError
 
@@ -19,6 +22,24 @@ from sqsloops.transient import retry_transient
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
+
+SLOT_PREFIX = "slot-"
+
+
+def slot_id(slot: int) -> str:
+    """The token id of a slot: zero-padded, so ids sort in slot order."""
+    if slot < 0:
+        raise ValueError(f"a slot is a non-negative integer, got {slot}")
+    return f"{SLOT_PREFIX}{slot:04d}"
+
+
+def slot_of(token: str) -> int | None:
+    """The slot a token id names; None when it names none (such a token is beyond every slot)."""
+    digits = token.removeprefix(SLOT_PREFIX)
+    if digits == token or not digits.isascii() or not digits.isdigit():
+        return None
+    slot = int(digits)
+    return slot if slot_id(slot) == token else None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -50,6 +71,10 @@ class Token:
             invocations=int(number("invocations")),
         )
 
+    @property
+    def slot(self) -> int | None:
+        return slot_of(self.token)
+
     def is_stale(self, now: float, stale_after_s: float) -> bool:
         return now - self.last_used > stale_after_s
 
@@ -73,12 +98,15 @@ class Tokens:
     def _key(self, queue_url: str, token: str) -> dict[str, Any]:
         return {"queue_url": {"S": queue_url}, "token": {"S": token}}
 
-    def create(self, queue_url: str) -> Token:
-        """A new token with last_used set now, so the restart sweep never races a loop that is starting."""
+    def create(self, queue_url: str, *, slot: int) -> Token | None:
+        """Take a free slot: a new token with last_used set now (so the sweep never races a loop that is starting).
+
+        None when the slot is taken: someone else created it and starts its loop, so the caller must not.
+        """
         now = self._clock.now()
         token = Token(
             queue_url=queue_url,
-            token=uuid.uuid4().hex,
+            token=slot_id(slot),
             loop_id=uuid.uuid4().hex,
             created_at=now,
             last_used=now,
@@ -92,15 +120,23 @@ class Tokens:
             "failed": {"N": "0"},
             "invocations": {"N": "0"},
         }
-        retry_transient(
-            lambda: self._ddb.put_item(
-                TableName=self._table,
-                Item=item,
-                ConditionExpression="attribute_not_exists(#t)",
-                ExpressionAttributeNames={"#t": "token"},
-            ),
-            clock=self._clock,
-        )
+        try:
+            retry_transient(
+                lambda: self._ddb.put_item(
+                    TableName=self._table,
+                    Item=item,
+                    ConditionExpression="attribute_not_exists(#t)",
+                    ExpressionAttributeNames={"#t": "token"},
+                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                ),
+                clock=self._clock,
+            )
+        except ClientError as exc:
+            if not _conditional_failed(exc):
+                raise
+            # Ours after all when a retry follows a write whose response was lost: the item carries our loop_id.
+            existing: dict[str, Any] = cast(dict[str, Any], exc.response).get("Item", {})
+            return token if existing.get("loop_id", {}).get("S") == token.loop_id else None
         return token
 
     def heartbeat(

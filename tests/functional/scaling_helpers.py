@@ -7,6 +7,7 @@ Docker. The tokens themselves are always real items in moto's DynamoDB, and test
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -44,11 +45,20 @@ class Turnstile:
     thread acts on what it read before any of them wrote.
     """
 
-    def __init__(self, parties: int, *, meet_before: str, timeout_s: float = 5.0) -> None:
+    def __init__(
+        self,
+        parties: int,
+        *,
+        meet_before: str,
+        timeout_s: float = 5.0,
+        after_each: Callable[[str], None] | None = None,
+    ) -> None:
+        """`after_each(operation)` runs after every request, before the next one: it sees the table between writes."""
         self._meet = threading.Barrier(parties, timeout=timeout_s)
         self._meet_before = meet_before
         self._one_at_a_time = threading.Lock()
         self._timeout_s = timeout_s
+        self._after_each = after_each
 
     def attach(self, client: Any) -> Any:
         met = threading.Event()
@@ -60,8 +70,12 @@ class Turnstile:
             if not self._one_at_a_time.acquire(timeout=self._timeout_s):
                 raise TimeoutError("a DynamoDB call never finished")
 
-        def after(**_: Any) -> None:
-            self._one_at_a_time.release()
+        def after(model: Any, **_: Any) -> None:
+            try:
+                if self._after_each is not None:
+                    self._after_each(model.name)
+            finally:
+                self._one_at_a_time.release()
 
         client.meta.events.register("before-call.dynamodb", before)
         client.meta.events.register("after-call.dynamodb", after)

@@ -1,17 +1,20 @@
 """The heartbeat against moto: a loop runs only while its token exists and carries its loop_id.
 
-The conditional UpdateItem really runs in moto. Throttling and server errors are injected through botocore's
+Also a token's creation: only in a free slot, so two creators of one slot never both start a loop.
+The conditional writes really run in moto. Throttling and server errors are injected through botocore's
 before-call hook on the loop's DynamoDB client; time is a FakeClock (see tests/functional/test_loop.py).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
 from sqsloops.loop import TIME_LEFT, TOKEN_LOST
 from sqsloops.settings import Settings
+from sqsloops.tokens import Tokens
 from tests.conftest import Clients
 from tests.conftest import TestQueue as MadeQueue
 from tests.fixtures.loop_kit import LoopHarness, server_error, throttle
@@ -95,3 +98,46 @@ def test_a_failing_heartbeat_write_is_retried_and_never_stops_the_loop(
     assert item is not None
     assert item.last_used >= token.last_used + 19  # the final heartbeat, at the reserve
     assert (item.processed, item.invocations) == (1, 1)
+
+
+# --- creating a token in its slot -------------------------------------------------------------------------------
+
+
+def test_a_token_is_created_only_in_a_free_slot(loops: LoopHarness, queue: MadeQueue) -> None:
+    # Given slot 1 of a queue taken
+    tokens = Tokens(table_name=loops.settings.loops_table, dynamodb=loops.aws.dynamodb, clock=loops.clock)
+    first = tokens.create(queue.url, slot=1)
+
+    # When another creator tries slot 1, then slot 0
+    again = tokens.create(queue.url, slot=1)
+    other = tokens.create(queue.url, slot=0)
+
+    # Then slot 1 is refused and keeps the first token; slot 0 is created, used now
+    assert first is not None
+    assert again is None
+    assert other is not None
+    assert [t.token for t in loops.tokens.list(queue.url)] == ["slot-0000", "slot-0001"]
+    assert loops.token_item(first) == first
+    assert other.last_used == other.created_at == loops.clock.now()
+
+
+def test_a_create_retried_after_a_lost_response_is_still_its_own(loops: LoopHarness, queue: MadeQueue) -> None:
+    # Given DynamoDB answering the first PutItem with a 500 although the item was written
+    lost: list[str] = []
+
+    def lose_the_response(http_response: Any, parsed: dict[str, Any], model: Any, **_: Any) -> None:
+        if model.name == "PutItem" and not lost:
+            lost.append(model.name)
+            http_response.status_code = 500
+            parsed["Error"] = {"Code": "InternalServerError", "Message": "injected after the write"}
+
+    loops.aws.dynamodb.meta.events.register("after-call.dynamodb.PutItem", lose_the_response)
+    tokens = Tokens(table_name=loops.settings.loops_table, dynamodb=loops.aws.dynamodb, clock=loops.clock)
+
+    # When a token is created in slot 0 (the retry finds the slot taken, by itself)
+    token = tokens.create(queue.url, slot=0)
+
+    # Then the creator knows the token is its own, so it starts the loop
+    assert lost == ["PutItem"]
+    assert token is not None
+    assert loops.token_item(token) == token

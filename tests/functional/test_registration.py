@@ -22,7 +22,7 @@ from sqsloops.launcher import Launcher
 from sqsloops.registration import Registrations
 from sqsloops.registry import QueueConfig
 from sqsloops.settings import Settings
-from sqsloops.tokens import Token
+from sqsloops.tokens import Token, slot_id
 from tests.conftest import REGION, Clients
 from tests.conftest import TestQueue as MadeQueue
 
@@ -423,8 +423,26 @@ def test_update_lowering_max_stops_the_loops_above_it(
 
     service.update(queue.url, max_loops=3)
 
-    assert len(tokens_in_table(aws, settings)) == 3
+    assert sorted(t["token"]["S"] for t in tokens_in_table(aws, settings)) == ["slot-0000", "slot-0001", "slot-0002"]
     assert len(alarms_in_cloudwatch(aws)) == len(service.alarms.names(queue.url))
+
+
+def test_update_lowering_max_moves_a_loop_beyond_it_into_a_free_slot_below_it(
+    service: Registrations, aws: Clients, settings: Settings, launcher: RecordingLauncher, queue: MadeQueue
+) -> None:
+    # Given 2 loops, at slots 0 and 5 (the ones between were stopped)
+    service.register(QueueConfig(queue_url=queue.url, handler="lambda:worker", min_loops=0, max_loops=8))
+    service.scale(queue.url, 6)
+    for slot in range(1, 5):
+        service.tokens.delete(queue.url, slot_id(slot))
+
+    # When max_loops is lowered to 3
+    result = service.update(queue.url, max_loops=3)
+
+    # Then the loop at slot 5 is stopped, and one started at slot 1: still 2 loops, all below the new max
+    assert sorted(t["token"]["S"] for t in tokens_in_table(aws, settings)) == ["slot-0000", "slot-0001"]
+    assert launcher.started[-1].token == "slot-0001"
+    assert (result.change.before, result.change.after, result.change.stopped, result.change.started) == (2, 2, 1, 1)
 
 
 def test_update_to_disabled_removes_loops_and_alarms_and_enabling_brings_them_back(

@@ -22,6 +22,7 @@ from sqsloops.settings import Settings
 from sqsloops.tokens import Token, Tokens
 from tests import conftest
 from tests.conftest import REGION, Clients
+from tests.fixtures.loop_kit import FreeSlotTokens
 from tests.functional.scaling_helpers import (
     RecordingLauncher,
     Turnstile,
@@ -85,7 +86,7 @@ def world(aws: Clients, settings: Settings, make_queue: Callable[..., conftest.T
         settings=settings,
         clock=clock,
         registry=Registry(table_name=settings.queues_table, dynamodb=aws.dynamodb, clock=clock),
-        tokens=Tokens(table_name=settings.loops_table, dynamodb=aws.dynamodb, clock=clock),
+        tokens=FreeSlotTokens(table_name=settings.loops_table, dynamodb=aws.dynamodb, clock=clock),
         launcher=RecordingLauncher(aws.lambda_),
         make_queue=make_queue,
     )
@@ -185,9 +186,11 @@ def test_tokens_of_deregistered_queues_are_deleted_stale_or_not(world: World) ->
     # Given a registered queue and one that was deregistered, each with a stale and a fresh token
     kept = world.register("work", max_loops=5)
     gone = world.register("gone", max_loops=5)
-    kept_stale, gone_stale = world.tokens.create(kept.queue_url), world.tokens.create(gone.queue_url)
+    kept_stale = world.tokens.create(kept.queue_url)
+    world.tokens.create(gone.queue_url)
     world.clock.advance(STALE_AFTER_S + 1)
-    kept_fresh, gone_fresh = world.tokens.create(kept.queue_url), world.tokens.create(gone.queue_url)
+    kept_fresh = world.tokens.create(kept.queue_url)
+    world.tokens.create(gone.queue_url)
     world.registry.delete(gone.queue_url)
 
     # When the sweep runs
@@ -197,9 +200,7 @@ def test_tokens_of_deregistered_queues_are_deleted_stale_or_not(world: World) ->
     assert world.tokens.list(gone.queue_url) == []
     assert summary.orphans_deleted == 2
     assert world.item(kept_fresh) == kept_fresh
-    assert [t.token for t in world.launcher.started] == [kept_stale.token]
-    assert gone_stale.token not in {t.token for t in world.launcher.started}
-    assert gone_fresh.token not in {t.token for t in world.launcher.started}
+    assert [(t.queue_url, t.token) for t in world.launcher.started] == [(kept.queue_url, kept_stale.token)]
 
 
 def test_stale_tokens_of_a_disabled_queue_are_not_restarted(world: World) -> None:
@@ -255,6 +256,35 @@ def test_reconcile_lowers_loops_to_a_lowered_max_even_with_a_backlog(world: Worl
     # Then the 2 oldest loops remain
     assert loop_ids(world.tokens.list(config.queue_url)) == loop_ids(oldest)
     assert (result.rule, result.stopped) == ("backlog", 3)
+
+
+def test_reconcile_deletes_tokens_at_slots_beyond_a_lowered_max_and_fills_the_slots_below(world: World) -> None:
+    # Given a busy queue whose tokens sit at slots 0 and 3 (a gap a scale-down left), and at an id that names no slot
+    # (a token from before slots), and a registration that now allows only 3 loops: 3 tokens, but 2 beyond the max
+    config = world.register(max_loops=5, backlog_per_loop=10)
+    world.send(config.queue_url, 60)
+    kept = world.tokens.create(config.queue_url, slot=0)
+    world.tokens.create(config.queue_url, slot=3)
+    world.aws.dynamodb.put_item(
+        TableName=world.settings.loops_table,
+        Item={
+            "queue_url": {"S": config.queue_url},
+            "token": {"S": "4f1c0e9a2b7d4c1e8f0a"},
+            "loop_id": {"S": "old"},
+            "last_used": {"N": repr(world.clock.now())},
+        },
+    )
+    world.registry.update(replace(config, max_loops=3))
+
+    # When reconcile runs
+    result = world.reconcile()[config.queue_url]
+
+    # Then only slots below 3 hold tokens: slot 0 untouched, slots 1 and 2 new, with their loops started
+    stored = world.tokens.list(config.queue_url)
+    assert sorted(t.token for t in stored) == ["slot-0000", "slot-0001", "slot-0002"]
+    assert world.item(kept) == kept
+    assert sorted(t.token for t in world.launcher.started) == ["slot-0001", "slot-0002"]
+    assert (result.before, result.after, result.stopped, result.started) == (3, 3, 2, 2)
 
 
 def test_reconcile_leaves_surplus_loops_of_a_busy_queue_to_the_alarms(world: World) -> None:

@@ -16,11 +16,12 @@ from scale import app as scale_app
 from sqsloops.registry import QueueConfig, Registry
 from sqsloops.restart import reconcile
 from sqsloops.scaler import Scaler
-from sqsloops.scaling import AlarmScaling
+from sqsloops.scaling import AlarmScaling, ScaleResult
 from sqsloops.settings import Settings
-from sqsloops.tokens import Token, Tokens
+from sqsloops.tokens import Token, Tokens, slot_id
 from tests import conftest
 from tests.conftest import REGION, Clients
+from tests.fixtures.loop_kit import FreeSlotTokens
 from tests.functional.scaling_helpers import RecordingLauncher, Turnstile, deploy_for_functions, loop_ids
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
@@ -63,13 +64,53 @@ class World:
         return self.tokens.list(self.queue.url)
 
     def add_tokens(self, count: int) -> list[Token]:
-        return [self.tokens.create(self.queue.url) for _ in range(count)]
+        return [token for slot in range(count) if (token := self.tokens.create(self.queue.url, slot=slot))]
+
+    def token_ids(self) -> set[str]:
+        """The token ids in the table now, read with a client outside any race."""
+        items = self.aws.dynamodb.query(
+            TableName=self.settings.loops_table,
+            KeyConditionExpression="queue_url = :q",
+            ExpressionAttributeValues={":q": {"S": self.queue.url}},
+            ConsistentRead=True,
+        )["Items"]
+        return {item["token"]["S"] for item in items}
+
+    def racing_scale_ups(self, count: int) -> tuple[list[ScaleResult], list[set[str]]]:
+        """`count` alarm notifications handled at once, each having read the table before any writes.
+
+        Returns their results and the token ids in the table after every write any of them made.
+        """
+        seen: list[set[str]] = []
+        turnstile = Turnstile(
+            count,
+            meet_before="PutItem",
+            after_each=lambda op: seen.append(self.token_ids()) if op == "PutItem" else None,
+        )
+        results: list[ScaleResult] = []
+
+        def handle() -> None:
+            dynamodb = turnstile.attach(boto3.client("dynamodb", region_name=REGION))
+            tokens = Tokens(table_name=self.settings.loops_table, dynamodb=dynamodb)
+            registry = Registry(table_name=self.settings.queues_table, dynamodb=dynamodb)
+            scaling = AlarmScaling(
+                registry=registry, sqs=self.aws.sqs, scaler=Scaler(tokens=tokens, launcher=self.launcher)
+            )
+            results.extend(scaling.on_event(event("alarm_scale_up.json"), up=True))
+
+        threads = [threading.Thread(target=handle) for _ in range(count)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=10)
+        assert len(results) == count, "a racing scale-up failed"
+        return results, seen
 
 
 @pytest.fixture
 def world(aws: Clients, settings: Settings, make_queue: Callable[..., conftest.TestQueue]) -> World:
     queue = make_queue("work")  # the queue the events/alarm_*.json samples are about
-    tokens = Tokens(table_name=settings.loops_table, dynamodb=aws.dynamodb)
+    tokens = FreeSlotTokens(table_name=settings.loops_table, dynamodb=aws.dynamodb)
     registry = Registry(table_name=settings.queues_table, dynamodb=aws.dynamodb)
     launcher = RecordingLauncher(aws.lambda_)
     scaling = AlarmScaling(registry=registry, sqs=aws.sqs, scaler=Scaler(tokens=tokens, launcher=launcher))
@@ -134,33 +175,65 @@ def test_scale_up_never_scales_down(world: World) -> None:
     assert world.launcher.started == []
 
 
-def test_concurrent_scale_ups_do_not_overshoot(world: World) -> None:
-    # Given a queue whose backlog calls for 3 loops, and two notifications handled at once
-    # (several alarms cross together), each having counted 0 loops before either adds one
+def test_concurrent_scale_ups_never_hold_more_than_max_loops_at_any_moment(world: World) -> None:
+    # Given a queue whose backlog calls for 3 loops (its max), and six notifications handled at once
+    # (several alarms cross together), each having counted 0 loops before any adds one
     world.register(max_loops=3, backlog_per_loop=10)
     world.send(30)
-    turnstile = Turnstile(2, meet_before="PutItem")
 
-    def handler() -> AlarmScaling:
-        dynamodb = turnstile.attach(boto3.client("dynamodb", region_name=REGION))
-        tokens = Tokens(table_name=world.settings.loops_table, dynamodb=dynamodb)
-        registry = Registry(table_name=world.settings.queues_table, dynamodb=dynamodb)
-        return AlarmScaling(registry=registry, sqs=world.aws.sqs, scaler=Scaler(tokens=tokens, launcher=world.launcher))
+    # When they all scale up
+    results, seen = world.racing_scale_ups(6)
 
-    handlers = [handler(), handler()]
-    threads = [
-        threading.Thread(target=h.on_event, args=(event("alarm_scale_up.json"),), kwargs={"up": True}) for h in handlers
-    ]
+    # Then the table never held more than slots 0-2, each slot's loop was started exactly once, by whoever created it
+    slots = {slot_id(s) for s in range(3)}
+    assert set().union(*seen) <= slots
+    assert max(len(ids) for ids in seen) == 3
+    assert world.token_ids() == slots
+    assert loop_ids(world.launcher.started) == loop_ids(world.stored())
+    assert len(world.launcher.started) == 3
+    assert sum(r.change.lost_races for r in results if r.change) == 6 * 3 - 3
 
-    # When both run
+
+def test_with_max_loops_1_racing_scale_ups_only_ever_make_one_token(world: World) -> None:
+    # Given a queue whose concurrency must stay at exactly 1, a backlog, and eight notifications handled at once
+    world.register(min_loops=0, max_loops=1, backlog_per_loop=10)
+    world.send(50)
+
+    # When they all scale up
+    results, seen = world.racing_scale_ups(8)
+
+    # Then exactly one token ever existed, slot-0000, and exactly one loop was started
+    assert {frozenset(ids) for ids in seen} == {frozenset({"slot-0000"})}
+    assert [t.token for t in world.launcher.started] == ["slot-0000"]
+    assert loop_ids(world.launcher.started) == loop_ids(world.stored())
+    assert sorted(r.change.started for r in results if r.change) == [0] * 7 + [1]
+
+
+def test_racing_convergences_never_exceed_the_highest_desired_count(world: World) -> None:
+    # Given five convergences to 1, 2, 3, 4 and 2 loops at once, each having counted 0 loops before any adds one
+    world.register(max_loops=10)
+    seen: list[set[str]] = []
+    turnstile = Turnstile(5, meet_before="PutItem", after_each=lambda op: seen.append(world.token_ids()))
+
+    def converge(desired: int) -> None:
+        tokens = Tokens(
+            table_name=world.settings.loops_table,
+            dynamodb=turnstile.attach(boto3.client("dynamodb", region_name=REGION)),
+        )
+        Scaler(tokens=tokens, launcher=world.launcher).converge(world.queue.url, desired)
+
+    threads = [threading.Thread(target=converge, args=(desired,)) for desired in (1, 2, 3, 4, 2)]
+
+    # When they all run
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(timeout=10)
 
-    # Then they briefly added 6 loops between them, but only 3 tokens remain: the oldest, within max_loops
-    assert len(world.launcher.started) == 6
-    assert len(world.stored()) == 3
+    # Then the table only ever held slots below 4, and ends with those 4, each started once
+    assert set().union(*seen) <= {slot_id(s) for s in range(4)}
+    assert world.token_ids() == {slot_id(s) for s in range(4)}
+    assert sorted(t.token for t in world.launcher.started) == sorted(world.token_ids())
 
 
 # --- scale-down -------------------------------------------------------------------------------------------------
