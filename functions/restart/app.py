@@ -41,7 +41,7 @@ def collaborators() -> Collaborators:
         registry=Registry(table_name=settings.queues_table, dynamodb=dynamodb),
         tokens=tokens,
         sqs=boto3.client("sqs"),
-        scaler=Scaler(tokens=tokens, launcher=launcher),
+        scaler=Scaler(tokens=tokens, launcher=launcher, heartbeat_s=settings.heartbeat_s),
         launcher=launcher,
     )
 

@@ -27,7 +27,11 @@ def scaling() -> AlarmScaling:
     return AlarmScaling(
         registry=Registry(table_name=settings.queues_table, dynamodb=dynamodb),
         sqs=boto3.client("sqs"),
-        scaler=Scaler(tokens=Tokens(table_name=settings.loops_table, dynamodb=dynamodb), launcher=launcher),
+        scaler=Scaler(
+            tokens=Tokens(table_name=settings.loops_table, dynamodb=dynamodb),
+            launcher=launcher,
+            heartbeat_s=settings.heartbeat_s,
+        ),
     )
 
 

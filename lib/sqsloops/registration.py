@@ -49,14 +49,14 @@ class Registered:
 @dataclass(frozen=True)
 class Deregistered:
     queue_url: str
-    tokens_deleted: int
+    tokens_deleted: int  # loops stopped: their tokens are retired, and deleted by the restart sweep after the grace
     alarms_deleted: list[str]
 
 
 @dataclass(frozen=True)
 class LoopCounts:
-    running: int  # tokens whose loop proved itself within stale_after_s
-    stale: int
+    running: int  # live (not retired) tokens whose loop proved itself within stale_after_s
+    stale: int  # live tokens whose loop did not
     desired: int | None  # None when the queue's depth is unknown
 
 
@@ -112,7 +112,7 @@ class Registrations:
         self.launcher = launcher or Launcher(
             lambda_client=lambda_client, function_name=settings.process_function, clock=clock
         )
-        self.scaler = Scaler(tokens=self.tokens, launcher=self.launcher)
+        self.scaler = Scaler(tokens=self.tokens, launcher=self.launcher, heartbeat_s=settings.heartbeat_s, clock=clock)
         self.alarms = Alarms(
             cloudwatch=cloudwatch,
             stack_name=settings.stack_name,
@@ -127,17 +127,23 @@ class Registrations:
         """Validate everything, then write registration, alarms and min_loops loops; on any failure, undo all."""
         self._check_settings()
         config.validate()
-        warnings = self._check_queue(config.queue_url)
+        warnings = self._check_queue(config.queue_url) + self._check_timing(config)
         if self.registry.find(config.queue_url) is not None:
             raise ConfigError(f"queue is already registered: {config.queue_url} (use update)")
 
         stored = self.registry.create(config)  # the first write: from here on, a failure undoes everything
         try:
             alarms = self.alarms.put(stored)  # none for a disabled registration: nothing scales it
-            change = self.scaler.converge(stored.queue_url, stored.min_loops if stored.enabled else 0)
+            # Slots a previous registration's loops are still leaving stay closed: converge skips them.
+            change = self.scaler.converge(
+                stored.queue_url,
+                stored.min_loops if stored.enabled else 0,
+                visibility_timeout_s=stored.visibility_timeout_s,
+            )
         except BaseException:
-            self._undo_register(stored.queue_url)
+            self._undo_register(stored)
             raise
+        warnings += self._deferred_warning(change, stored)
         logger.info("queue registered", extra={"queue_url": stored.queue_url, "handler": stored.handler})
         return Registered(stored, alarms, change, warnings)
 
@@ -156,23 +162,27 @@ class Registrations:
                 if attempt == UPDATE_ATTEMPTS:
                     raise
         alarms = self.alarms.put(stored)  # none for a disabled registration: nothing scales it
-        capped = self.scaler.cap(queue_url, stored.max_loops)  # tokens beyond a lowered max_loops go at once
+        # Batches running now were received under the old visibility timeout: a stopped loop's grace covers both.
+        visibility_timeout_s = max(current.visibility_timeout_s, stored.visibility_timeout_s)
+        # Tokens beyond a lowered max_loops are retired at once.
+        capped = self.scaler.cap(queue_url, stored.max_loops, visibility_timeout_s=visibility_timeout_s)
         desired = min(max(capped.before, stored.min_loops), stored.max_loops) if stored.enabled else 0
-        change = capped.then(self.scaler.converge(queue_url, desired))
+        change = capped.then(self.scaler.converge(queue_url, desired, visibility_timeout_s=visibility_timeout_s))
         logger.info("registration updated", extra={"queue_url": queue_url, "version": stored.version})
-        return Registered(stored, alarms, change)
+        return Registered(stored, alarms, change, self._check_timing(stored) + self._deferred_warning(change, stored))
 
     def deregister(self, queue_url: str) -> Deregistered:
-        """Stop the queue's loops (their tokens go; each loop stops at its next heartbeat), alarms, registration.
+        """Stop the queue's loops (tokens retired: each loop stops at its next heartbeat), alarms, registration.
 
         Alarms go first so no scale-up is triggered meanwhile; the registration goes last so a deregistration that
-        fails half-way can simply be run again.
+        fails half-way can simply be run again. The retired tokens stay until the restart sweep deletes them after
+        their grace, so registering the queue again meanwhile cannot start a loop beside one still stopping.
         """
-        self.registry.get(queue_url)  # NotRegisteredError for an unknown queue
+        config = self.registry.get(queue_url)  # NotRegisteredError for an unknown queue
         alarms = self.alarms.delete(queue_url)
-        deleted = self._delete_tokens(queue_url)
+        deleted = self._retire_tokens(config)
         self.registry.delete(queue_url)
-        deleted += self._delete_tokens(queue_url)  # a scale-up that read the registration before it went
+        deleted += self._retire_tokens(config)  # a scale-up that read the registration before it went
         logger.info("queue deregistered", extra={"queue_url": queue_url, "tokens_deleted": deleted})
         return Deregistered(queue_url, deleted, alarms)
 
@@ -185,7 +195,9 @@ class Registrations:
             raise ConfigError(
                 f"loops must be between min_loops {config.min_loops} and max_loops {config.max_loops}, got {loops}"
             )
-        return self.scaler.cap(queue_url, config.max_loops).then(self.scaler.converge(queue_url, loops))
+        visibility_timeout_s = config.visibility_timeout_s
+        capped = self.scaler.cap(queue_url, config.max_loops, visibility_timeout_s=visibility_timeout_s)
+        return capped.then(self.scaler.converge(queue_url, loops, visibility_timeout_s=visibility_timeout_s))
 
     # --- reading -----------------------------------------------------------------------------------------------
 
@@ -197,13 +209,15 @@ class Registrations:
         return [self._status(config) for config in configs]
 
     def _status(self, config: QueueConfig) -> QueueStatus:
-        tokens = self.tokens.list(config.queue_url)
+        every = self.tokens.list(config.queue_url, live=False)
+        tokens = [t for t in every if not t.retired]
         now = self._clock.now()
         stale = sum(t.is_stale(now, self._settings.stale_after_s) for t in tokens)
+        # Retired tokens are not loops, but the work they counted stays in the totals until the sweep deletes them.
         counters = Counters(
-            processed=sum(t.processed for t in tokens),
-            failed=sum(t.failed for t in tokens),
-            invocations=sum(t.invocations for t in tokens),
+            processed=sum(t.processed for t in every),
+            failed=sum(t.failed for t in every),
+            invocations=sum(t.invocations for t in every),
         )
         depth, dlq_url, dlq_depth, error = None, None, None, None
         try:
@@ -259,14 +273,51 @@ class Registrations:
         logger.warning("queue has no dead-letter queue", extra={"queue_url": queue_url})
         return [f"queue has no dead-letter queue, so a message that keeps failing is retried forever: {queue_url}"]
 
-    def _delete_tokens(self, queue_url: str) -> int:
-        return sum(self.tokens.delete(queue_url, t.token) for t in self.tokens.list(queue_url))
+    def _check_timing(self, config: QueueConfig) -> builtins.list[str]:
+        """A batch that outlasts stale_after_s lets the restart sweep start a second loop beside a slow one."""
+        heartbeat_s, stale_after_s = self._settings.heartbeat_s, self._settings.stale_after_s
+        if config.visibility_timeout_s + heartbeat_s < stale_after_s:
+            return []
+        logger.warning(
+            "visibility timeout too long for the stack's stale_after_s",
+            extra={
+                "queue_url": config.queue_url,
+                "visibility_timeout_s": config.visibility_timeout_s,
+                "heartbeat_s": heartbeat_s,
+                "stale_after_s": stale_after_s,
+            },
+        )
+        return [
+            f"visibility_timeout_s {config.visibility_timeout_s:g} + heartbeat_s {heartbeat_s:g} >= the stack's "
+            f"stale_after_s {stale_after_s:g}: a loop busy with a batch that long looks dead, and the restart sweep "
+            "may start a second loop in its slot while it still runs (keep batches shorter, or raise stale_after_s)"
+        ]
 
-    def _undo_register(self, queue_url: str) -> None:
-        """Best effort: remove whatever a failed registration wrote. The caller re-raises the original error."""
+    def _deferred_warning(self, change: Change, config: QueueConfig) -> builtins.list[str]:
+        if not change.deferred:
+            return []
+        return [
+            f"{change.deferred} loop(s) not started yet: their slots are closed while the loops last stopped there "
+            f"finish (at most {self.scaler.grace_s(config.visibility_timeout_s):g} s after they were stopped); "
+            "the restart function starts them within a minute after that"
+        ]
+
+    def _retire_tokens(self, config: QueueConfig) -> int:
+        """Stop every loop of the queue: retire its live tokens."""
+        change = self.scaler.converge(
+            config.queue_url, 0, allow_up=False, visibility_timeout_s=config.visibility_timeout_s
+        )
+        return change.stopped
+
+    def _undo_register(self, config: QueueConfig) -> None:
+        """Best effort: remove whatever a failed registration wrote. The caller re-raises the original error.
+
+        Tokens are retired, not deleted: a loop already started for one may run until its next heartbeat.
+        """
+        queue_url = config.queue_url
         steps = (
             ("alarms", lambda: self.alarms.delete(queue_url)),
-            ("tokens", lambda: self._delete_tokens(queue_url)),
+            ("tokens", lambda: self._retire_tokens(config)),
             ("registration", lambda: self.registry.delete(queue_url)),
         )
         for what, undo in steps:

@@ -1,8 +1,8 @@
 """The restart function's two jobs, run every minute: reconcile loop counts, then resurrect stale loops.
 
 reconcile: an alarm that stays in ALARM sends no second notification, and a registration change sends none at
-all, so every queue is moved toward its desired count here too:
-- tokens at slots >= max_loops are deleted always (a registration lowered max_loops);
+all, so every queue is moved toward its desired count here too (scale-down retires tokens, see sqsloops.scaler):
+- tokens at slots >= max_loops are retired always (a registration lowered max_loops);
 - up, always, to desired_loops(visible) (capped at max_loops);
 - down to max_loops always (a registration lowered it), to 0 when the queue is disabled, and to min_loops only
   when the queue is idle (nothing visible, nothing in flight). Between those, scale-down is the alarms' job: a
@@ -10,7 +10,10 @@ all, so every queue is moved toward its desired count here too:
 
 sweep: a token whose last_used is older than stale_after_s has no live loop (its recursion failed or was
 dropped). It is taken over with a conditional write, so of several sweepers exactly one starts its new loop.
-Tokens of queues no longer registered are deleted.
+That assumes a loop that is only slow proves itself within stale_after_s: a heartbeat plus one batch (registration
+warns when visibility_timeout_s + heartbeat_s reaches stale_after_s). Retired tokens are never taken over; once
+their grace has passed they are deleted (tidy-up). Live tokens of queues no longer registered are retired, with
+stale_after_s as their grace (their registration, and so its visibility timeout, is gone).
 """
 
 from __future__ import annotations
@@ -41,7 +44,8 @@ class SweepSummary:
     lost_races: int = 0
     started: int = 0
     start_failures: int = 0
-    orphans_deleted: int = 0
+    orphans_retired: int = 0  # live tokens of unregistered queues, retired
+    retired_deleted: int = 0  # retired tokens whose grace had passed, deleted
     disabled_skipped: int = 0
 
 
@@ -79,8 +83,9 @@ class RestartSummary:
 def reconcile_queue(config: QueueConfig, *, sqs: SQSClient, scaler: Scaler) -> QueueReconcile:
     """Move one queue's loops toward its desired count by the rules in this module's docstring."""
     url = config.queue_url
+    visibility_timeout_s = config.visibility_timeout_s
     if not config.enabled:
-        change = scaler.converge(url, 0, allow_up=False)
+        change = scaler.converge(url, 0, allow_up=False, visibility_timeout_s=visibility_timeout_s)
         return QueueReconcile(
             url, "disabled", desired=0, before=change.before, after=change.after, stopped=change.stopped
         )
@@ -88,9 +93,10 @@ def reconcile_queue(config: QueueConfig, *, sqs: SQSClient, scaler: Scaler) -> Q
     idle = depth.visible == 0 and depth.in_flight == 0
     desired = config.desired_loops(depth.visible)
     # Cap first: a token beyond max_loops must not count toward desired, leaving a place below max_loops empty.
-    change = scaler.cap(url, config.max_loops)
-    change = change.then(scaler.converge(url, desired, allow_down=False))
-    change = change.then(scaler.converge(url, config.min_loops if idle else config.max_loops, allow_up=False))
+    change = scaler.cap(url, config.max_loops, visibility_timeout_s=visibility_timeout_s)
+    change = change.then(scaler.converge(url, desired, allow_down=False, visibility_timeout_s=visibility_timeout_s))
+    floor = config.min_loops if idle else config.max_loops
+    change = change.then(scaler.converge(url, floor, allow_up=False, visibility_timeout_s=visibility_timeout_s))
     return QueueReconcile(
         url,
         "idle" if idle else "backlog",
@@ -126,20 +132,25 @@ def sweep(
     page_size: int | None = None,
     clock: Clock = SYSTEM_CLOCK,
 ) -> SweepSummary:
-    """Take over and restart every stale token of an enabled queue; delete every token of an unregistered queue."""
+    """Take over and restart every stale live token of an enabled queue; retire every live token of an unregistered
+    queue; delete every retired token whose grace has passed."""
     summary = SweepSummary()
     configs = {config.queue_url: config for config in registry.all()}
     registered: dict[str, bool] = {url: True for url in configs}
     now = clock.now()
     for token in tokens.scan(page_size=page_size):
         summary.scanned += 1
+        if token.retired:
+            if token.reusable(now) and tokens.purge(token):
+                summary.retired_deleted += 1
+            continue
         if token.queue_url not in registered:
             # Re-read: a queue registered after our snapshot already has its registration when its tokens appear.
             registered[token.queue_url] = registry.find(token.queue_url) is not None
         if not registered[token.queue_url]:
-            summary.orphans_deleted += tokens.delete(token.queue_url, token.token)
+            summary.orphans_retired += tokens.retire(token.queue_url, token.token, grace_s=stale_after_s)
             logger.info(
-                "token of an unregistered queue deleted", extra={"queue_url": token.queue_url, "token": token.token}
+                "token of an unregistered queue retired", extra={"queue_url": token.queue_url, "token": token.token}
             )
             continue
         if not token.is_stale(now, stale_after_s):
@@ -147,7 +158,7 @@ def sweep(
         summary.stale += 1
         config = configs.get(token.queue_url)
         if config is not None and not config.enabled:
-            summary.disabled_skipped += 1  # reconcile deletes the tokens of a disabled queue
+            summary.disabled_skipped += 1  # reconcile retires the tokens of a disabled queue
             continue
         try:
             fresh = tokens.take_over(token)
@@ -178,7 +189,7 @@ def restart(
     page_size: int | None = None,
     clock: Clock = SYSTEM_CLOCK,
 ) -> RestartSummary:
-    """Reconcile first (so the sweep does not restart loops reconcile is about to delete), then sweep."""
+    """Reconcile first (so the sweep does not restart loops reconcile is about to retire), then sweep."""
     summary = RestartSummary(queues=reconcile(registry=registry, sqs=sqs, scaler=scaler))
     summary.sweep = sweep(
         tokens=tokens,

@@ -1,8 +1,12 @@
-"""Moving a queue's loop count to a number: take free slots and start their loops, or delete tokens.
+"""Moving a queue's loop count to a number: take free slots and start their loops, or retire tokens.
 
 Scale-up creates tokens only in free slots below `desired` (each a conditional put), so scale-ups that race compete
 for the same slots: together they never hold more than the highest `desired` asked for. Callers clamp `desired` to
 max_loops, which makes max_loops a hard bound on the token count at every moment, not a target trimmed back to.
+
+Scale-down retires tokens rather than deleting them: a retired loop may consume until its next heartbeat check, so
+its slot stays closed for a grace (`sqsloops.tokens.retirement_grace_s`). Live loops and loops still stopping then
+occupy distinct slots below max_loops, so at most max_loops loops consume at any instant.
 """
 
 from __future__ import annotations
@@ -11,9 +15,10 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from sqsloops.clock import SYSTEM_CLOCK, Clock
 from sqsloops.launcher import Launcher
 from sqsloops.log import logger
-from sqsloops.tokens import Token, Tokens
+from sqsloops.tokens import Token, Tokens, retirement_grace_s
 
 
 @dataclass(frozen=True)
@@ -27,6 +32,7 @@ class Change:
     stopped: int = 0
     start_failures: int = 0
     lost_races: int = 0  # free slots another scale-up took first (it starts their loops)
+    deferred: int = 0  # loops not started because their slots are retired and still in their grace
 
     def then(self, later: Change) -> Change:
         """This change followed by `later` on the same queue, as one."""
@@ -38,6 +44,7 @@ class Change:
             stopped=self.stopped + later.stopped,
             start_failures=self.start_failures + later.start_failures,
             lost_races=self.lost_races + later.lost_races,
+            deferred=self.deferred + later.deferred,
         )
 
 
@@ -47,43 +54,82 @@ def _slot_order(token: Token) -> tuple[float, float]:
 
 
 class Scaler:
-    """Converges the Loops table toward a desired count per queue."""
+    """Converges the Loops table toward a desired count per queue.
 
-    def __init__(self, *, tokens: Tokens, launcher: Launcher) -> None:
+    heartbeat_s is the stack's (Settings.heartbeat_s): with a registration's visibility_timeout_s it sets how long a
+    retired slot stays closed. The clock must be the one the Tokens use.
+    """
+
+    def __init__(self, *, tokens: Tokens, launcher: Launcher, heartbeat_s: float, clock: Clock = SYSTEM_CLOCK) -> None:
         self._tokens = tokens
         self._launcher = launcher
+        self._heartbeat_s = heartbeat_s
+        self._clock = clock
 
-    def converge(self, queue_url: str, desired: int, *, allow_up: bool = True, allow_down: bool = True) -> Change:
-        """Add or delete tokens until `desired` exist (only in the allowed directions).
+    def grace_s(self, visibility_timeout_s: float) -> float:
+        """How long a slot retired now stays closed, for a registration with this visibility timeout."""
+        return retirement_grace_s(heartbeat_s=self._heartbeat_s, visibility_timeout_s=visibility_timeout_s)
 
-        Up takes the lowest free slots below `desired`; a slot someone else took meanwhile is left to them.
-        Down deletes the highest slots first: the lowest are the oldest loops, with warm caches and long-lived
-        counters. A loop whose start fails keeps its token: the restart sweep starts it once it is stale.
+    def converge(
+        self,
+        queue_url: str,
+        desired: int,
+        *,
+        visibility_timeout_s: float,
+        allow_up: bool = True,
+        allow_down: bool = True,
+    ) -> Change:
+        """Add or retire tokens until `desired` loops exist (only in the allowed directions).
+
+        Up takes the lowest free slots below `desired`; a slot someone else took meanwhile is left to them, and a
+        slot retired less than its grace ago is left alone (the restart reconcile, every minute, or the next alarm
+        starts its loop later). Down retires the highest slots first: the lowest are the oldest loops, with warm
+        caches and long-lived counters. A loop whose start fails keeps its token: the restart sweep starts it once
+        it is stale. visibility_timeout_s is the registration's (it sets a retirement's grace).
         """
-        current = sorted(self._tokens.list(queue_url), key=_slot_order)
+        every = self._tokens.list(queue_url, live=False)
+        current = sorted((t for t in every if not t.retired), key=_slot_order)
         before = len(current)
         if desired > before and allow_up:
-            taken = {t.slot for t in current}
-            free = [slot for slot in range(desired) if slot not in taken][: desired - before]
-            change = self._start(queue_url, before, free)
+            change = self._start(queue_url, before, desired, every)
         elif desired < before and allow_down:
-            change = self._stop(queue_url, before, reversed(current[desired:]))
+            change = self._stop(queue_url, before, reversed(current[desired:]), visibility_timeout_s)
         else:
             change = Change(queue_url, before, before)
         if change.before != change.after or change.lost_races:
             logger.info("loops converged", extra={**change.__dict__, "desired": desired})
         return change
 
-    def cap(self, queue_url: str, max_loops: int) -> Change:
-        """Delete every token at a slot >= max_loops (or at no slot): what a lowered max_loops leaves behind."""
+    def cap(self, queue_url: str, max_loops: int, *, visibility_timeout_s: float) -> Change:
+        """Retire every token at a slot >= max_loops (or at no slot): what a lowered max_loops leaves behind."""
         current = sorted(self._tokens.list(queue_url), key=_slot_order)
         beyond = [t for t in current if t.slot is None or t.slot >= max_loops]
-        change = self._stop(queue_url, len(current), reversed(beyond))
+        change = self._stop(queue_url, len(current), reversed(beyond), visibility_timeout_s)
         if change.stopped:
             logger.info("loops beyond max_loops stopped", extra={**change.__dict__, "max_loops": max_loops})
         return change
 
-    def _start(self, queue_url: str, before: int, slots: list[int]) -> Change:
+    def _start(self, queue_url: str, before: int, desired: int, every: list[Token]) -> Change:
+        now = self._clock.now()
+        closed = {t.slot: t for t in every if t.retired and not t.reusable(now)}
+        held = {t.slot for t in every if not t.retired} | closed.keys()
+        wanted = desired - before
+        slots = [slot for slot in range(desired) if slot not in held][:wanted]
+        deferred = wanted - len(slots)
+        if deferred:
+            waiting = [t for slot, t in closed.items() if slot is not None and slot < desired]
+            reusable_in_s = min((t.reusable_at or now) - now for t in waiting) if waiting else 0.0
+            logger.info(
+                "slots retired moments ago are still in their grace: their loops start later, from the restart "
+                "reconcile (every minute) or the next alarm",
+                extra={
+                    "queue_url": queue_url,
+                    "desired": desired,
+                    "deferred": deferred,
+                    "closed_slots": sorted(slot for slot in closed if slot is not None and slot < desired),
+                    "reusable_in_s": round(max(reusable_in_s, 0.0), 3),
+                },
+            )
         created = started = failures = lost = 0
         for slot in slots:
             token = self._tokens.create(queue_url, slot=slot)
@@ -100,8 +146,17 @@ class Scaler:
                     "loop start failed; the restart sweep will start it",
                     extra={"queue_url": queue_url, "token": token.token, "error": str(exc)},
                 )
-        return Change(queue_url, before, before + created, started=started, start_failures=failures, lost_races=lost)
+        return Change(
+            queue_url,
+            before,
+            before + created,
+            started=started,
+            start_failures=failures,
+            lost_races=lost,
+            deferred=deferred,
+        )
 
-    def _stop(self, queue_url: str, before: int, tokens: Iterable[Token]) -> Change:
-        stopped = sum(self._tokens.delete(queue_url, t.token) for t in tokens)
+    def _stop(self, queue_url: str, before: int, tokens: Iterable[Token], visibility_timeout_s: float) -> Change:
+        grace_s = self.grace_s(visibility_timeout_s)
+        stopped = sum(self._tokens.retire(queue_url, t.token, grace_s=grace_s) for t in tokens)
         return Change(queue_url, before, before - stopped, stopped=stopped)

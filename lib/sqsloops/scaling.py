@@ -123,6 +123,7 @@ class ScaleResult:
             result.update(before=self.change.before, after=self.change.after)
             result.update(started=self.change.started, stopped=self.change.stopped)
             result.update(start_failures=self.change.start_failures, lost_races=self.change.lost_races)
+            result.update(deferred=self.change.deferred)
         return result
 
 
@@ -161,12 +162,10 @@ class AlarmScaling:
         if config is None:
             return self._ignore(notification, "queue is not registered")
         if not config.enabled:
-            return self._done(notification, config, 0, self._scaler.converge(config.queue_url, 0, allow_up=False))
+            return self._done(notification, config, 0, self._converge(config, 0, up=False))
         depth = queue_depth(self._sqs, config.queue_url)
         desired = config.desired_loops(depth.visible)
-        return self._done(
-            notification, config, desired, self._scaler.converge(config.queue_url, desired, allow_down=False)
-        )
+        return self._done(notification, config, desired, self._converge(config, desired, up=True))
 
     def scale_down(self, notification: AlarmNotification) -> ScaleResult:
         """On ALARM->OK only: stop loops the backlog (visible + in flight) no longer needs, never below min_loops."""
@@ -178,12 +177,10 @@ class AlarmScaling:
         if config is None:
             return self._ignore(notification, "queue is not registered")
         if not config.enabled:
-            return self._done(notification, config, 0, self._scaler.converge(config.queue_url, 0, allow_up=False))
+            return self._done(notification, config, 0, self._converge(config, 0, up=False))
         depth = queue_depth(self._sqs, config.queue_url)
         desired = config.desired_loops(depth.visible + depth.in_flight)
-        return self._done(
-            notification, config, desired, self._scaler.converge(config.queue_url, desired, allow_up=False)
-        )
+        return self._done(notification, config, desired, self._converge(config, desired, up=False))
 
     def on_event(self, event: dict[str, Any], *, up: bool) -> list[ScaleResult]:
         """Handle every record of an SNS event; unparseable records are logged and skipped, never raised."""
@@ -195,6 +192,16 @@ class AlarmScaling:
                 continue
             results.append(self.scale_up(parsed) if up else self.scale_down(parsed))
         return results
+
+    def _converge(self, config: QueueConfig, desired: int, *, up: bool) -> Change:
+        """Converge in one direction only; a loop stopped is retired for the registration's visibility timeout."""
+        return self._scaler.converge(
+            config.queue_url,
+            desired,
+            allow_up=up,
+            allow_down=not up,
+            visibility_timeout_s=config.visibility_timeout_s,
+        )
 
     def _ignore(self, notification: AlarmNotification, reason: str) -> ScaleResult:
         logger.info(

@@ -1,10 +1,15 @@
 """The Loops table: one token per loop that should run, and the conditional writes that keep loops honest.
 
 A loop holds (token, loop_id). It may run only while its token exists and still carries its loop_id:
-scale-down deletes tokens, the restart sweep re-issues a loop_id when it takes a stale token over.
+scale-down retires tokens, the restart sweep re-issues a loop_id when it takes a stale token over.
 
 A token's id is its slot (slot-0000, slot-0001, ...), created only if that slot is free. Scale-ups that race can
 therefore only compete for the same slots below max_loops, never add up beyond it: the bound holds by construction.
+
+Retire, don't delete: a scaled-down loop runs on until its next heartbeat check, so its slot must not get a new loop
+before then, or one slot would have two consumers (two, with max_loops 1). A retired token keeps its slot, carries
+a loop_id no loop holds (so the old loop's heartbeat fails) and a `reusable_at` (see `retirement_grace_s`) before
+which nobody may create a token in that slot. Retired tokens are not loops: list() and count() leave them out.
 """
 
 from __future__ import annotations
@@ -24,6 +29,20 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
 SLOT_PREFIX = "slot-"
+RETIRED = "retired"  # the loop_id of a retired token: never a loop's (those are uuid4 hex)
+LONG_POLL_FLOOR_S = 1.0  # the loop never long-polls for less, even when its heartbeat check is due sooner
+
+
+def retirement_grace_s(*, heartbeat_s: float, visibility_timeout_s: float) -> float:
+    """How long a retired slot stays unusable: heartbeat_s + visibility_timeout_s (+ the long poll's 1-s floor).
+
+    The rule: the time to a loop's next heartbeat check plus the longest a batch may run. A loop checks its token
+    at the top of an iteration once heartbeat_s has passed since its last check (before the retirement, at the
+    latest), and an iteration is one receive (woken up by that check's due time, or after LONG_POLL_FLOOR_S) plus one
+    batch, which may take as long as its messages stay hidden (visibility_timeout_s; past that SQS hands them to
+    another consumer anyway). So a loop whose token was retired is done consuming once this grace has passed.
+    """
+    return heartbeat_s + LONG_POLL_FLOOR_S + visibility_timeout_s
 
 
 def slot_id(slot: int) -> str:
@@ -54,11 +73,16 @@ class Token:
     processed: int = 0
     failed: int = 0
     invocations: int = 0
+    retired_at: float | None = None  # set when scale-down retired the token: its loop is stopping
+    reusable_at: float | None = None  # a retired slot may get a new token only after this (epoch seconds)
 
     @classmethod
     def from_item(cls, item: dict[str, Any]) -> Token:
         def number(name: str) -> float:
             return float(item[name]["N"]) if name in item else 0.0
+
+        def optional(name: str) -> float | None:
+            return float(item[name]["N"]) if name in item else None
 
         return cls(
             queue_url=item["queue_url"]["S"],
@@ -69,7 +93,18 @@ class Token:
             processed=int(number("processed")),
             failed=int(number("failed")),
             invocations=int(number("invocations")),
+            retired_at=optional("retired_at"),
+            reusable_at=optional("reusable_at"),
         )
+
+    @property
+    def retired(self) -> bool:
+        """Scaled down: no loop may run under it, and it is not counted as a loop."""
+        return self.retired_at is not None or self.loop_id == RETIRED
+
+    def reusable(self, now: float) -> bool:
+        """A retired token whose grace has passed: its slot may get a new token (what create() checks)."""
+        return self.retired and self.reusable_at is not None and self.reusable_at < now
 
     @property
     def slot(self) -> int | None:
@@ -88,7 +123,7 @@ def _conditional_failed(exc: ClientError) -> bool:
 
 
 class Tokens:
-    """Creates, proves, takes over, deletes and counts loop tokens."""
+    """Creates, proves, takes over, retires, deletes and counts loop tokens."""
 
     def __init__(self, *, table_name: str, dynamodb: DynamoDBClient, clock: Clock = SYSTEM_CLOCK) -> None:
         self._table = table_name
@@ -101,7 +136,9 @@ class Tokens:
     def create(self, queue_url: str, *, slot: int) -> Token | None:
         """Take a free slot: a new token with last_used set now (so the sweep never races a loop that is starting).
 
-        None when the slot is taken: someone else created it and starts its loop, so the caller must not.
+        A slot is free when it has no token, or a retired one whose grace has passed (reusable_at < now).
+        None when the slot is taken (someone else created it and starts its loop, so the caller must not) or
+        retired and still in its grace (its old loop may still be consuming).
         """
         now = self._clock.now()
         token = Token(
@@ -125,8 +162,9 @@ class Tokens:
                 lambda: self._ddb.put_item(
                     TableName=self._table,
                     Item=item,
-                    ConditionExpression="attribute_not_exists(#t)",
+                    ConditionExpression="attribute_not_exists(#t) OR reusable_at < :now",
                     ExpressionAttributeNames={"#t": "token"},
+                    ExpressionAttributeValues={":now": {"N": repr(now)}},
                     ReturnValuesOnConditionCheckFailure="ALL_OLD",
                 ),
                 clock=self._clock,
@@ -192,7 +230,8 @@ class Tokens:
                     TableName=self._table,
                     Key=self._key(stale.queue_url, stale.token),
                     UpdateExpression="SET loop_id = :new, last_used = :now",
-                    ConditionExpression="attribute_exists(#t) AND loop_id = :old AND last_used = :seen",
+                    ConditionExpression="attribute_exists(#t) AND loop_id = :old AND last_used = :seen"
+                    " AND attribute_not_exists(retired_at)",
                     ExpressionAttributeNames={"#t": "token"},
                     ExpressionAttributeValues={
                         ":new": {"S": new_loop_id},
@@ -218,8 +257,67 @@ class Tokens:
             invocations=stale.invocations,
         )
 
+    def retire(self, queue_url: str, token: str, *, grace_s: float) -> bool:
+        """Stop a token's loop and keep its slot from new loops for grace_s (see `retirement_grace_s`).
+
+        The loop fails its next heartbeat (loop_id is now RETIRED) and stops. False if the token is gone or was
+        already retired (an earlier retirement's grace is kept, not extended; a racing retirement counts once).
+        A retried write whose first attempt succeeded unseen also answers False: the token is retired all the same.
+        """
+        now = self._clock.now()
+        try:
+            retry_transient(
+                lambda: self._ddb.update_item(
+                    TableName=self._table,
+                    Key=self._key(queue_url, token),
+                    UpdateExpression="SET loop_id = :retired, retired_at = :now, reusable_at = :reusable",
+                    ConditionExpression="attribute_exists(#t) AND attribute_not_exists(retired_at)",
+                    ExpressionAttributeNames={"#t": "token"},
+                    ExpressionAttributeValues={
+                        ":retired": {"S": RETIRED},
+                        ":now": {"N": repr(now)},
+                        ":reusable": {"N": repr(now + grace_s)},
+                    },
+                ),
+                clock=self._clock,
+            )
+        except ClientError as exc:
+            if _conditional_failed(exc):
+                return False
+            raise
+        return True
+
+    def purge(self, retired: Token) -> bool:
+        """Delete a retired token whose grace has passed (the sweep's tidy-up); False if it is not that any more.
+
+        Conditional on the retirement read, so a token that create() has meanwhile reclaimed for a new loop stays.
+        """
+        if retired.reusable_at is None or not retired.reusable(self._clock.now()):
+            return False
+        try:
+            retry_transient(
+                lambda: self._ddb.delete_item(
+                    TableName=self._table,
+                    Key=self._key(retired.queue_url, retired.token),
+                    ConditionExpression="loop_id = :retired AND reusable_at = :seen",
+                    ExpressionAttributeValues={
+                        ":retired": {"S": RETIRED},
+                        ":seen": {"N": repr(retired.reusable_at)},
+                    },
+                ),
+                clock=self._clock,
+            )
+        except ClientError as exc:
+            if _conditional_failed(exc):
+                return False
+            raise
+        return True
+
     def delete(self, queue_url: str, token: str) -> bool:
-        """Delete one token (its loop stops at its next heartbeat); False if it was already gone."""
+        """Delete one token outright; False if it was already gone.
+
+        Its loop stops at its next heartbeat, but the slot is free at once: to stop a loop, retire() its token.
+        """
         old = retry_transient(
             lambda: self._ddb.delete_item(
                 TableName=self._table, Key=self._key(queue_url, token), ReturnValues="ALL_OLD"
@@ -228,8 +326,8 @@ class Tokens:
         )
         return "Attributes" in old
 
-    def list(self, queue_url: str) -> list[Token]:
-        """Every token of one queue, oldest first (consistent read, paginated)."""
+    def list(self, queue_url: str, *, live: bool = True) -> list[Token]:
+        """The loops of one queue (live=False: retired tokens too), oldest first (consistent read, paginated)."""
         paginator = self._ddb.get_paginator("query")
         tokens = [
             Token.from_item(item)
@@ -241,23 +339,25 @@ class Tokens:
             )
             for item in page.get("Items", [])
         ]
-        return sorted(tokens, key=lambda t: (t.created_at, t.token))
+        return sorted((t for t in tokens if not (live and t.retired)), key=lambda t: (t.created_at, t.token))
 
     def count(self, queue_url: str) -> int:
+        """How many loops a queue has: its tokens that are not retired."""
         paginator = self._ddb.get_paginator("query")
         return sum(
             page.get("Count", 0)
             for page in paginator.paginate(
                 TableName=self._table,
                 KeyConditionExpression="queue_url = :q",
-                ExpressionAttributeValues={":q": {"S": queue_url}},
+                FilterExpression="attribute_not_exists(retired_at) AND loop_id <> :retired",
+                ExpressionAttributeValues={":q": {"S": queue_url}, ":retired": {"S": RETIRED}},
                 ConsistentRead=True,
                 Select="COUNT",
             )
         )
 
     def scan(self, *, page_size: int | None = None) -> Iterator[Token]:
-        """Every token of every queue (consistent, paginated): the restart sweep's view."""
+        """Every token of every queue, retired ones included (consistent, paginated): the restart sweep's view."""
         paginator = self._ddb.get_paginator("scan")
         options: dict[str, Any] = {"TableName": self._table, "ConsistentRead": True}
         if page_size:
@@ -267,6 +367,6 @@ class Tokens:
                 yield Token.from_item(item)
 
     def stale(self, *, stale_after_s: float, page_size: int | None = None) -> Iterator[Token]:
-        """Tokens whose loop has not proved itself for longer than stale_after_s."""
+        """Live tokens whose loop has not proved itself for longer than stale_after_s."""
         now = self._clock.now()
-        return (t for t in self.scan(page_size=page_size) if t.is_stale(now, stale_after_s))
+        return (t for t in self.scan(page_size=page_size) if not t.retired and t.is_stale(now, stale_after_s))

@@ -52,8 +52,9 @@ class _Sample:
 class Throughput:
     """Per-second rates of one queue's cumulative counters, over a sliding window of samples.
 
-    The counters are sums over the queue's tokens, so they drop when a token is deleted (scale-down): a drop counts
-    as no progress for that step rather than as negative throughput.
+    The counters are sums over the queue's tokens, retired ones included, so they drop when the restart sweep deletes
+    a retired token or a new loop reclaims its slot: a drop counts as no progress for that step rather than as
+    negative throughput.
     """
 
     def __init__(self, *, window_s: float = MIN_WINDOW_S, min_span_s: float = 0.0) -> None:

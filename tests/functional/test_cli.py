@@ -33,7 +33,9 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
 
 
 def token_count(aws: Clients, settings: Settings) -> int:
-    return aws.dynamodb.scan(TableName=settings.loops_table, ConsistentRead=True)["Count"]
+    """Live tokens: a stopped loop's token stays, retired, until the restart sweep deletes it after its grace."""
+    items = aws.dynamodb.scan(TableName=settings.loops_table, ConsistentRead=True)["Items"]
+    return sum("retired_at" not in item for item in items)
 
 
 def registered_urls(aws: Clients, settings: Settings) -> list[str]:

@@ -21,6 +21,7 @@ from sqsloops.errors import ConfigError, NotRegisteredError
 from sqsloops.launcher import Launcher
 from sqsloops.registration import Registrations
 from sqsloops.registry import QueueConfig
+from sqsloops.restart import reconcile
 from sqsloops.settings import Settings
 from sqsloops.tokens import Token, slot_id
 from tests.conftest import REGION, Clients
@@ -74,6 +75,11 @@ def registrations_in_table(aws: Clients, settings: Settings) -> list[dict[str, A
 
 def tokens_in_table(aws: Clients, settings: Settings) -> list[dict[str, Any]]:
     return aws.dynamodb.scan(TableName=settings.loops_table, ConsistentRead=True)["Items"]
+
+
+def live_tokens_in_table(aws: Clients, settings: Settings) -> list[dict[str, Any]]:
+    """The tokens that are loops: a stopped loop's token stays, retired, until the restart sweep deletes it."""
+    return [item for item in tokens_in_table(aws, settings) if not Token.from_item(item).retired]
 
 
 def alarms_in_cloudwatch(aws: Clients) -> list[dict[str, Any]]:
@@ -305,8 +311,11 @@ def test_token_failure_after_alarms_were_put_leaves_nothing(
     with pytest.raises(ClientError, match="AccessDeniedException"):
         service.register(QueueConfig(queue_url=queue.url, handler="lambda:worker", min_loops=3, max_loops=4))
 
-    # Then registration, alarms and the token already written are all gone (its loop stops at its next heartbeat)
-    assert_nothing_written(aws, settings)
+    # Then registration and alarms are gone, and the token already written is retired: its loop, already started,
+    # stops at its next heartbeat, and its slot stays closed until then
+    assert registrations_in_table(aws, settings) == []
+    assert alarms_in_cloudwatch(aws) == []
+    assert [Token.from_item(t).retired for t in tokens_in_table(aws, settings)] == [True]
     assert len(launcher.started) == 1
 
 
@@ -323,7 +332,10 @@ def test_deregister_removes_tokens_alarms_and_registration(
 
     assert result.tokens_deleted == 2
     assert result.alarms_deleted
-    assert_nothing_written(aws, settings)
+    assert registrations_in_table(aws, settings) == []
+    assert alarms_in_cloudwatch(aws) == []
+    assert live_tokens_in_table(aws, settings) == []  # retired: the restart sweep deletes them after their grace
+    assert len(tokens_in_table(aws, settings)) == 2
 
 
 def test_deregister_leaves_other_queues_alone(
@@ -336,7 +348,7 @@ def test_deregister_leaves_other_queues_alone(
     service.deregister(first.url)
 
     assert [c.queue_url for c in service.list()] == [second.url]
-    assert [t["queue_url"]["S"] for t in tokens_in_table(aws, settings)] == [second.url]
+    assert [t["queue_url"]["S"] for t in live_tokens_in_table(aws, settings)] == [second.url]
     assert service.alarms.names(second.url)
     assert service.alarms.names(first.url) == []
 
@@ -362,12 +374,12 @@ def test_scale_moves_the_token_count_up_and_down(
 
     up = service.scale(queue.url, 4)
     assert (up.before, up.after, up.started) == (1, 4, 3)
-    assert len(tokens_in_table(aws, settings)) == 4
+    assert len(live_tokens_in_table(aws, settings)) == 4
     assert len(launcher.started) == 4
 
     down = service.scale(queue.url, 1)
     assert (down.before, down.after, down.stopped) == (4, 1, 3)
-    remaining = tokens_in_table(aws, settings)
+    remaining = live_tokens_in_table(aws, settings)
     assert [t["token"]["S"] for t in remaining] == [launcher.started[0].token]  # the oldest loop stays
 
 
@@ -423,7 +435,8 @@ def test_update_lowering_max_stops_the_loops_above_it(
 
     service.update(queue.url, max_loops=3)
 
-    assert sorted(t["token"]["S"] for t in tokens_in_table(aws, settings)) == ["slot-0000", "slot-0001", "slot-0002"]
+    stored = live_tokens_in_table(aws, settings)
+    assert sorted(t["token"]["S"] for t in stored) == ["slot-0000", "slot-0001", "slot-0002"]
     assert len(alarms_in_cloudwatch(aws)) == len(service.alarms.names(queue.url))
 
 
@@ -440,23 +453,33 @@ def test_update_lowering_max_moves_a_loop_beyond_it_into_a_free_slot_below_it(
     result = service.update(queue.url, max_loops=3)
 
     # Then the loop at slot 5 is stopped, and one started at slot 1: still 2 loops, all below the new max
-    assert sorted(t["token"]["S"] for t in tokens_in_table(aws, settings)) == ["slot-0000", "slot-0001"]
+    assert sorted(t["token"]["S"] for t in live_tokens_in_table(aws, settings)) == ["slot-0000", "slot-0001"]
     assert launcher.started[-1].token == "slot-0001"
     assert (result.change.before, result.change.after, result.change.stopped, result.change.started) == (2, 2, 1, 1)
 
 
 def test_update_to_disabled_removes_loops_and_alarms_and_enabling_brings_them_back(
-    service: Registrations, aws: Clients, settings: Settings, queue: MadeQueue
+    service: Registrations, aws: Clients, settings: Settings, clock: ManualClock, queue: MadeQueue
 ) -> None:
-    service.register(QueueConfig(queue_url=queue.url, handler="lambda:worker", min_loops=2, max_loops=4))
+    config = service.register(
+        QueueConfig(queue_url=queue.url, handler="lambda:worker", min_loops=2, max_loops=4)
+    ).config
 
     service.update(queue.url, enabled=False)
-    assert tokens_in_table(aws, settings) == []
+    assert live_tokens_in_table(aws, settings) == []
     assert alarms_in_cloudwatch(aws) == []
 
-    service.update(queue.url, enabled=True)
-    assert len(tokens_in_table(aws, settings)) == 2
+    # Enabled again at once: alarms are back, but the stopped loops' slots stay closed while those loops may still run
+    enabled = service.update(queue.url, enabled=True)
     assert alarms_in_cloudwatch(aws)
+    assert live_tokens_in_table(aws, settings) == []
+    assert enabled.change.deferred == 2
+    assert "not started yet" in enabled.warnings[0]
+
+    # Once their grace has passed, the restart function's reconcile starts them
+    clock.advance(service.scaler.grace_s(config.visibility_timeout_s) + 1)
+    reconcile(registry=service.registry, sqs=aws.sqs, scaler=service.scaler)
+    assert len(live_tokens_in_table(aws, settings)) == 2
 
 
 def test_invalid_update_is_refused_and_the_registration_is_unchanged(service: Registrations, queue: MadeQueue) -> None:

@@ -66,10 +66,13 @@ class World:
             clock=self.clock,
         )
 
-    def reconcile(self) -> dict[str, Any]:
-        results = reconcile(
-            registry=self.registry, sqs=self.aws.sqs, scaler=Scaler(tokens=self.tokens, launcher=self.launcher)
+    def scaler(self) -> Scaler:
+        return Scaler(
+            tokens=self.tokens, launcher=self.launcher, heartbeat_s=self.settings.heartbeat_s, clock=self.clock
         )
+
+    def reconcile(self) -> dict[str, Any]:
+        results = reconcile(registry=self.registry, sqs=self.aws.sqs, scaler=self.scaler())
         return {r.queue_url: r for r in results}
 
     def send(self, queue_url: str, count: int) -> None:
@@ -182,7 +185,7 @@ def test_the_sweep_covers_every_page_of_the_table(world: World) -> None:
     assert loop_ids(world.launcher.started) == {(t.token, i.loop_id) for t in dead if (i := world.item(t))}
 
 
-def test_tokens_of_deregistered_queues_are_deleted_stale_or_not(world: World) -> None:
+def test_tokens_of_deregistered_queues_are_retired_stale_or_not_and_deleted_after_their_grace(world: World) -> None:
     # Given a registered queue and one that was deregistered, each with a stale and a fresh token
     kept = world.register("work", max_loops=5)
     gone = world.register("gone", max_loops=5)
@@ -196,11 +199,19 @@ def test_tokens_of_deregistered_queues_are_deleted_stale_or_not(world: World) ->
     # When the sweep runs
     summary = world.sweep()
 
-    # Then the deregistered queue has no tokens left; the registered one's stale token was restarted
+    # Then the deregistered queue has no loops left (its tokens are retired); the registered one's stale token
+    # was restarted
     assert world.tokens.list(gone.queue_url) == []
-    assert summary.orphans_deleted == 2
+    assert [t.retired for t in world.tokens.list(gone.queue_url, live=False)] == [True, True]
+    assert summary.orphans_retired == 2
     assert world.item(kept_fresh) == kept_fresh
     assert [(t.queue_url, t.token) for t in world.launcher.started] == [(kept.queue_url, kept_stale.token)]
+
+    # And once their grace (stale_after_s: their registration is gone) has passed, the next sweep deletes them
+    world.clock.advance(STALE_AFTER_S + 1)
+    later = world.sweep()
+    assert world.tokens.list(gone.queue_url, live=False) == []
+    assert later.retired_deleted == 2
 
 
 def test_stale_tokens_of_a_disabled_queue_are_not_restarted(world: World) -> None:
@@ -352,7 +363,7 @@ def test_restart_reconciles_before_it_sweeps(world: World) -> None:
         registry=world.registry,
         tokens=world.tokens,
         sqs=world.aws.sqs,
-        scaler=Scaler(tokens=world.tokens, launcher=world.launcher),
+        scaler=world.scaler(),
         launcher=world.launcher,
         stale_after_s=STALE_AFTER_S,
         clock=world.clock,

@@ -25,6 +25,7 @@ from tests.fixtures.loop_kit import FreeSlotTokens
 from tests.functional.scaling_helpers import RecordingLauncher, Turnstile, deploy_for_functions, loop_ids
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
+HEARTBEAT_S = 10.0
 
 
 def event(name: str) -> dict[str, Any]:
@@ -94,7 +95,9 @@ class World:
             tokens = Tokens(table_name=self.settings.loops_table, dynamodb=dynamodb)
             registry = Registry(table_name=self.settings.queues_table, dynamodb=dynamodb)
             scaling = AlarmScaling(
-                registry=registry, sqs=self.aws.sqs, scaler=Scaler(tokens=tokens, launcher=self.launcher)
+                registry=registry,
+                sqs=self.aws.sqs,
+                scaler=Scaler(tokens=tokens, launcher=self.launcher, heartbeat_s=HEARTBEAT_S),
             )
             results.extend(scaling.on_event(event("alarm_scale_up.json"), up=True))
 
@@ -113,7 +116,9 @@ def world(aws: Clients, settings: Settings, make_queue: Callable[..., conftest.T
     tokens = FreeSlotTokens(table_name=settings.loops_table, dynamodb=aws.dynamodb)
     registry = Registry(table_name=settings.queues_table, dynamodb=aws.dynamodb)
     launcher = RecordingLauncher(aws.lambda_)
-    scaling = AlarmScaling(registry=registry, sqs=aws.sqs, scaler=Scaler(tokens=tokens, launcher=launcher))
+    scaling = AlarmScaling(
+        registry=registry, sqs=aws.sqs, scaler=Scaler(tokens=tokens, launcher=launcher, heartbeat_s=HEARTBEAT_S)
+    )
     return World(aws, settings, queue, registry, tokens, launcher, scaling)
 
 
@@ -220,7 +225,8 @@ def test_racing_convergences_never_exceed_the_highest_desired_count(world: World
             table_name=world.settings.loops_table,
             dynamodb=turnstile.attach(boto3.client("dynamodb", region_name=REGION)),
         )
-        Scaler(tokens=tokens, launcher=world.launcher).converge(world.queue.url, desired)
+        scaler = Scaler(tokens=tokens, launcher=world.launcher, heartbeat_s=HEARTBEAT_S)
+        scaler.converge(world.queue.url, desired, visibility_timeout_s=30)
 
     threads = [threading.Thread(target=converge, args=(desired,)) for desired in (1, 2, 3, 4, 2)]
 
@@ -355,7 +361,11 @@ def test_an_alarm_that_stays_in_alarm_is_followed_by_reconcile_when_max_is_raise
 
     # When the registration raises max_loops to 4, and the restart function reconciles
     world.registry.update(replace(config, max_loops=4))
-    reconcile(registry=world.registry, sqs=world.aws.sqs, scaler=Scaler(tokens=world.tokens, launcher=world.launcher))
+    reconcile(
+        registry=world.registry,
+        sqs=world.aws.sqs,
+        scaler=Scaler(tokens=world.tokens, launcher=world.launcher, heartbeat_s=HEARTBEAT_S),
+    )
 
     # Then 4 loops run, every one of them started
     assert len(world.stored()) == 4
@@ -371,7 +381,11 @@ def test_an_alarm_that_stays_in_alarm_is_followed_by_reconcile_when_the_backlog_
 
     # When 30 more messages arrive while the alarm stays in ALARM, and the restart function reconciles
     world.send(30)
-    reconcile(registry=world.registry, sqs=world.aws.sqs, scaler=Scaler(tokens=world.tokens, launcher=world.launcher))
+    reconcile(
+        registry=world.registry,
+        sqs=world.aws.sqs,
+        scaler=Scaler(tokens=world.tokens, launcher=world.launcher, heartbeat_s=HEARTBEAT_S),
+    )
 
     # Then 5 loops run
     assert len(world.stored()) == 5
