@@ -2,6 +2,7 @@
 
 # The loop
 HEARTBEAT_S = 10.0  # how often a running loop proves its token is still wanted
+UNPROVEN_HEARTBEATS = 2  # a loop that could not prove its token for this many heartbeat periods stops receiving
 RESERVE_S = 15.0  # stop polling when less than this much invocation time is left, then recurse
 MAX_WAIT_S = 20  # SQS long-poll ceiling
 CONFIG_TTL_S = 30.0  # how long a loop trusts its cached registration

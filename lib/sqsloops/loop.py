@@ -163,6 +163,7 @@ class _Loop:
         self._live_loops: int | None = None
         self._pending = _Counters(invocations=1)  # added to the token at the next successful heartbeat
         self._next_heartbeat_s = float("-inf")
+        self._proved_at_s = float("-inf")  # monotonic time of the last successful heartbeat
         self._errors_in_a_row = 0
         self.processed = 0
         self.failed = 0
@@ -196,25 +197,30 @@ class _Loop:
                 return TIME_LEFT
             if self._until_heartbeat_s() <= 0 and not self._heartbeat():
                 return TOKEN_LOST
+            unproven_s = self._clock.monotonic() - self._proved_at_s
+            if unproven_s > defaults.UNPROVEN_HEARTBEATS * self._settings.heartbeat_s:
+                # DynamoDB keeps failing: consuming on without proof could overlap a loop that the restart sweep
+                # or a scale-up starts in this slot. Pause (never stop) until a heartbeat gets through.
+                self._back_off(left_s, "token not proven; not receiving until a heartbeat succeeds", unproven_s)
+                continue
             try:
                 stop = self._iterate(left_s)
             except Exception as exc:  # a transient AWS error, or anything unforeseen: never a reason to stop
-                self._errors_in_a_row += 1
-                pause_s = compute_backoff_s(
-                    self._errors_in_a_row,
-                    base_s=defaults.LOOP_ERROR_BASE_S,
-                    max_s=defaults.LOOP_ERROR_MAX_S,
-                    rng=self._rng,
-                )
-                logger.warning(
-                    "loop iteration failed; backing off",
-                    extra={"error": f"{type(exc).__name__}: {exc}", "in_a_row": self._errors_in_a_row},
-                    exc_info=True,
-                )
-                self._clock.sleep(min(pause_s, left_s, self._settings.heartbeat_s))
+                self._back_off(left_s, "loop iteration failed; backing off", exc)
                 continue
             if stop:
                 return stop
+
+    def _back_off(self, left_s: float, message: str, detail: BaseException | float) -> None:
+        """Sleep a jittered, growing pause (within the time left and the heartbeat cadence) and log why."""
+        self._errors_in_a_row += 1
+        pause_s = compute_backoff_s(
+            self._errors_in_a_row, base_s=defaults.LOOP_ERROR_BASE_S, max_s=defaults.LOOP_ERROR_MAX_S, rng=self._rng
+        )
+        failed = isinstance(detail, BaseException)
+        shown = f"{type(detail).__name__}: {detail}" if failed else f"unproven for {detail:.1f} s"
+        logger.warning(message, extra={"detail": shown, "in_a_row": self._errors_in_a_row}, exc_info=failed)
+        self._clock.sleep(min(pause_s, left_s, self._settings.heartbeat_s))
 
     def _iterate(self, left_s: float) -> str | None:
         stop = self._load_config()
@@ -290,7 +296,8 @@ class _Loop:
             logger.warning("heartbeat failed; carrying on", extra={"error": f"{type(exc).__name__}: {exc}"})
             return True
         self._pending = _Counters()
-        self._next_heartbeat_s = self._clock.monotonic() + self._settings.heartbeat_s
+        self._proved_at_s = self._clock.monotonic()
+        self._next_heartbeat_s = self._proved_at_s + self._settings.heartbeat_s
         if self._config is not None and self._config.rate_per_s:
             self._apply_rate(refresh_live_loops=True)
         return True

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
+from sqsloops import defaults
 from sqsloops.alarms import Alarms
 from sqsloops.clock import SYSTEM_CLOCK, Clock
 from sqsloops.errors import ConcurrentUpdateError, ConfigError
@@ -276,7 +277,7 @@ class Registrations:
     def _check_timing(self, config: QueueConfig) -> builtins.list[str]:
         """A batch that outlasts stale_after_s lets the restart sweep start a second loop beside a slow one."""
         heartbeat_s, stale_after_s = self._settings.heartbeat_s, self._settings.stale_after_s
-        if config.visibility_timeout_s + heartbeat_s < stale_after_s:
+        if config.visibility_timeout_s + defaults.UNPROVEN_HEARTBEATS * heartbeat_s < stale_after_s:
             return []
         logger.warning(
             "visibility timeout too long for the stack's stale_after_s",
@@ -288,7 +289,8 @@ class Registrations:
             },
         )
         return [
-            f"visibility_timeout_s {config.visibility_timeout_s:g} + heartbeat_s {heartbeat_s:g} >= the stack's "
+            f"visibility_timeout_s {config.visibility_timeout_s:g} + {defaults.UNPROVEN_HEARTBEATS} x heartbeat_s "
+            f"{heartbeat_s:g} >= the stack's "
             f"stale_after_s {stale_after_s:g}: a loop busy with a batch that long looks dead, and the restart sweep "
             "may start a second loop in its slot while it still runs (keep batches shorter, or raise stale_after_s)"
         ]

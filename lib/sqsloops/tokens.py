@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from botocore.exceptions import ClientError
 
+from sqsloops import defaults
 from sqsloops.clock import SYSTEM_CLOCK, Clock
 from sqsloops.errors import TokenLostError
 from sqsloops.transient import retry_transient
@@ -34,15 +35,15 @@ LONG_POLL_FLOOR_S = 1.0  # the loop never long-polls for less, even when its hea
 
 
 def retirement_grace_s(*, heartbeat_s: float, visibility_timeout_s: float) -> float:
-    """How long a retired slot stays unusable: heartbeat_s + visibility_timeout_s (+ the long poll's 1-s floor).
+    """How long a retired slot stays unusable: the longest a loop may go on consuming without proving its token.
 
-    The rule: the time to a loop's next heartbeat check plus the longest a batch may run. A loop checks its token
-    at the top of an iteration once heartbeat_s has passed since its last check (before the retirement, at the
-    latest), and an iteration is one receive (woken up by that check's due time, or after LONG_POLL_FLOOR_S) plus one
+    A loop checks its token at the top of an iteration once heartbeat_s has passed since its last check; if that
+    check cannot reach DynamoDB it goes on, but stops receiving once UNPROVEN_HEARTBEATS periods have passed without
+    a proof. An iteration is one receive (woken up by the check's due time, or after LONG_POLL_FLOOR_S) plus one
     batch, which may take as long as its messages stay hidden (visibility_timeout_s; past that SQS hands them to
     another consumer anyway). So a loop whose token was retired is done consuming once this grace has passed.
     """
-    return heartbeat_s + LONG_POLL_FLOOR_S + visibility_timeout_s
+    return defaults.UNPROVEN_HEARTBEATS * heartbeat_s + LONG_POLL_FLOOR_S + visibility_timeout_s
 
 
 def slot_id(slot: int) -> str:

@@ -100,6 +100,27 @@ def test_a_failing_heartbeat_write_is_retried_and_never_stops_the_loop(
     assert (item.processed, item.invocations) == (1, 1)
 
 
+def test_a_loop_that_cannot_prove_its_token_stops_receiving_until_it_can(loops: LoopHarness, queue: MadeQueue) -> None:
+    # Given a running loop (heartbeat every 2 s) whose heartbeat writes fail from 5 s to 35 s, and two messages
+    # sent at 10 s, once its last proof is more than two heartbeat periods old
+    token = loops.tokens.create(queue.url)
+    failing = lambda: 5 <= loops.clock.monotonic() < 35  # noqa: E731
+    server_error(loops.aws.dynamodb, "dynamodb.UpdateItem", times=10**6, when=failing)
+    seen: dict[str, int] = {}
+    loops.clock.at(10, lambda: loops.send(queue.url, "a", "b"))
+    loops.clock.at(30, lambda: seen.setdefault("visible_while_unproven", loops.visible(queue.url)))
+
+    # When the loop runs for 60 s
+    result = loops.run(token, budget_s=60)
+
+    # Then while unproven it received nothing (both still visible at 30 s), it did not stop, and once a heartbeat
+    # got through it processed them and handed over
+    assert seen == {"visible_while_unproven": 2}
+    assert (result.reason, result.recursed) == (TIME_LEFT, True)
+    assert result.processed == 2
+    assert loops.visible(queue.url) == 0
+
+
 # --- creating a token in its slot -------------------------------------------------------------------------------
 
 
