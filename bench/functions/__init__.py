@@ -1,0 +1,1 @@
+"""Lambda function sources the benchmarks deploy on the embedded AWS (each file becomes a function's app.py)."""
