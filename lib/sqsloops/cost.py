@@ -398,7 +398,8 @@ def sqsloops_estimate(
         "lambda_request": transitions,
         "sqs_request": transitions,  # GetQueueAttributes: the live depth behind the alarm
         "dynamodb_read_unit": transitions * 2,  # the registration (scan of a small table) and the queue's tokens
-        "dynamodb_write_unit": 2 * plan.loops_started,  # a token put when a loop starts, deleted when it stops
+        # a token put when a loop starts; retired when it stops, and deleted by the sweep after its grace
+        "dynamodb_write_unit": 3 * plan.loops_started,
     }
     alarms: Usage = {"cloudwatch_alarm_month": len(plan.alarm_levels) + a.stack_alarms}
     return Estimate(
