@@ -10,12 +10,13 @@ import boto3
 from botocore.config import Config
 
 from sqsloops.clock import SYSTEM_CLOCK, Clock
+from sqsloops.components import Components
 from sqsloops.dispatch import Dispatchers
 from sqsloops.errors import ConfigError
 from sqsloops.launcher import Launcher
 from sqsloops.log import logger
 from sqsloops.loop import LoopPayload, run_loop
-from sqsloops.registry import CachedRegistry, Registry
+from sqsloops.registry import CachedRegistry
 from sqsloops.settings import Settings
 from sqsloops.tokens import Tokens
 
@@ -40,18 +41,17 @@ class Collaborators:
 @functools.cache
 def collaborators(clock: Clock) -> Collaborators:
     """Built on the first invocation, then reused (with the registration cache) by this execution environment."""
-    settings = Settings.from_env()
-    dynamodb = boto3.client("dynamodb")
     lambda_client = boto3.client("lambda", config=Config(read_timeout=_FORWARD_READ_TIMEOUT_S))
+    components = Components.build(
+        Settings.from_env(), dynamodb=boto3.client("dynamodb"), lambda_client=lambda_client, clock=clock
+    )
     return Collaborators(
-        settings=settings,
-        registry=CachedRegistry(
-            Registry(table_name=settings.queues_table, dynamodb=dynamodb, clock=clock), clock=clock
-        ),
-        tokens=Tokens(table_name=settings.loops_table, dynamodb=dynamodb, clock=clock),
+        settings=components.settings,
+        registry=CachedRegistry(components.registry, clock=clock),
+        tokens=components.tokens,
         sqs=boto3.client("sqs"),
         dispatchers=Dispatchers(lambda_client=lambda_client),
-        launcher=Launcher(lambda_client=lambda_client, function_name=settings.process_function, clock=clock),
+        launcher=components.launcher,
     )
 
 

@@ -8,12 +8,9 @@ from typing import TYPE_CHECKING, Any
 
 import boto3
 
-from sqsloops.launcher import Launcher
-from sqsloops.registry import Registry
+from sqsloops.components import Components
 from sqsloops.restart import restart
-from sqsloops.scaler import Scaler
 from sqsloops.settings import Settings
-from sqsloops.tokens import Tokens
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -21,40 +18,29 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Collaborators:
-    settings: Settings
-    registry: Registry
-    tokens: Tokens
+    components: Components
     sqs: SQSClient
-    scaler: Scaler
-    launcher: Launcher
 
 
 @functools.cache
 def collaborators() -> Collaborators:
     """Built on the first invocation, then reused by every invocation of this execution environment."""
-    settings = Settings.from_env()
-    dynamodb = boto3.client("dynamodb")
-    tokens = Tokens(table_name=settings.loops_table, dynamodb=dynamodb)
-    launcher = Launcher(lambda_client=boto3.client("lambda"), function_name=settings.process_function)
-    return Collaborators(
-        settings=settings,
-        registry=Registry(table_name=settings.queues_table, dynamodb=dynamodb),
-        tokens=tokens,
-        sqs=boto3.client("sqs"),
-        scaler=Scaler(tokens=tokens, launcher=launcher, heartbeat_s=settings.heartbeat_s),
-        launcher=launcher,
+    components = Components.build(
+        Settings.from_env(), dynamodb=boto3.client("dynamodb"), lambda_client=boto3.client("lambda")
     )
+    return Collaborators(components=components, sqs=boto3.client("sqs"))
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """The event (a Scheduled Event) carries nothing we need: every run looks at the whole table."""
     c = collaborators()
+    components = c.components
     summary = restart(
-        registry=c.registry,
-        tokens=c.tokens,
+        registry=components.registry,
+        tokens=components.tokens,
         sqs=c.sqs,
-        scaler=c.scaler,
-        launcher=c.launcher,
-        stale_after_s=c.settings.stale_after_s,
+        scaler=components.scaler,
+        launcher=components.launcher,
+        stale_after_s=components.settings.stale_after_s,
     )
     return summary.as_dict()

@@ -10,29 +10,18 @@ from typing import Any
 
 import boto3
 
-from sqsloops.launcher import Launcher
-from sqsloops.registry import Registry
-from sqsloops.scaler import Scaler
+from sqsloops.components import Components
 from sqsloops.scaling import AlarmScaling
 from sqsloops.settings import Settings
-from sqsloops.tokens import Tokens
 
 
 @functools.cache
 def scaling() -> AlarmScaling:
     """Built on the first invocation, then reused by every invocation of this execution environment."""
-    settings = Settings.from_env()
-    dynamodb = boto3.client("dynamodb")
-    launcher = Launcher(lambda_client=boto3.client("lambda"), function_name=settings.process_function)
-    return AlarmScaling(
-        registry=Registry(table_name=settings.queues_table, dynamodb=dynamodb),
-        sqs=boto3.client("sqs"),
-        scaler=Scaler(
-            tokens=Tokens(table_name=settings.loops_table, dynamodb=dynamodb),
-            launcher=launcher,
-            heartbeat_s=settings.heartbeat_s,
-        ),
+    components = Components.build(
+        Settings.from_env(), dynamodb=boto3.client("dynamodb"), lambda_client=boto3.client("lambda")
     )
+    return AlarmScaling(registry=components.registry, sqs=boto3.client("sqs"), scaler=components.scaler)
 
 
 def scale_up(event: dict[str, Any], context: Any) -> dict[str, Any]:

@@ -14,14 +14,14 @@ from botocore.exceptions import ClientError
 from sqsloops import defaults
 from sqsloops.alarms import Alarms
 from sqsloops.clock import SYSTEM_CLOCK, Clock
+from sqsloops.components import Components
 from sqsloops.errors import ConcurrentUpdateError, ConfigError
 from sqsloops.launcher import Launcher
 from sqsloops.log import logger
 from sqsloops.queues import Depth, queue_depth, redrive_policy
-from sqsloops.registry import QueueConfig, Registry
-from sqsloops.scaler import Change, Scaler
+from sqsloops.registry import QueueConfig
+from sqsloops.scaler import Change
 from sqsloops.settings import Settings
-from sqsloops.tokens import Tokens
 
 if TYPE_CHECKING:
     from mypy_boto3_cloudwatch import CloudWatchClient
@@ -108,12 +108,13 @@ class Registrations:
         self._settings = settings
         self._sqs = sqs
         self._clock = clock
-        self.registry = Registry(table_name=settings.queues_table, dynamodb=dynamodb, clock=clock)
-        self.tokens = Tokens(table_name=settings.loops_table, dynamodb=dynamodb, clock=clock)
-        self.launcher = launcher or Launcher(
-            lambda_client=lambda_client, function_name=settings.process_function, clock=clock
+        components = Components.build(
+            settings, dynamodb=dynamodb, lambda_client=lambda_client, clock=clock, launcher=launcher
         )
-        self.scaler = Scaler(tokens=self.tokens, launcher=self.launcher, heartbeat_s=settings.heartbeat_s, clock=clock)
+        self.registry = components.registry
+        self.tokens = components.tokens
+        self.launcher = components.launcher
+        self.scaler = components.scaler
         self.alarms = Alarms(
             cloudwatch=cloudwatch,
             stack_name=settings.stack_name,
