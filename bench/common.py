@@ -288,9 +288,9 @@ def _role_arn(aws: Any) -> str:
 
 
 def registrations(aws: Any) -> Any:
-    from sqsloops.registration import Registrations
+    from sqsloops.ops.registration import QueueAdmin
 
-    return Registrations(
+    return QueueAdmin(
         settings=aws.settings,
         dynamodb=aws.client("dynamodb"),
         sqs=aws.client("sqs"),

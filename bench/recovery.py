@@ -145,18 +145,18 @@ class Recovery:
         return outcome
 
     def _kill_and_wait(self, queue_url: str, count: int) -> Kill:
-        before = {t.token: t for t in self.regs.tokens.list(queue_url)}
+        before = {t.slot: t for t in self.regs.tokens.list(queue_url)}
         pids = common.busiest(common.lambda_workers(self.aws.settings.process_function), count)
         killed_at = time.time()
         for pid in pids:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         time.sleep(3 * self.heartbeat_s + 1)  # the live loops heartbeat meanwhile; the killed ones cannot
-        now = {t.token: t for t in self.regs.tokens.list(queue_url)}
+        now = {t.slot: t for t in self.regs.tokens.list(queue_url)}
         stalled = [token for token, t in now.items() if t.last_used < killed_at]
 
         def all_back() -> bool:
-            tokens = {t.token: t for t in self.regs.tokens.list(queue_url)}
+            tokens = {t.slot: t for t in self.regs.tokens.list(queue_url)}
             return all(token in tokens and tokens[token].invocations > before[token].invocations for token in stalled)
 
         limit_s = 3 * (self.stale_after_s + self.sweep_s) + 30

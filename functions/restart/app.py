@@ -39,7 +39,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         registry=components.registry,
         tokens=components.tokens,
         sqs=c.sqs,
-        scaler=components.scaler,
+        fleet=components.fleet,
         launcher=components.launcher,
         stale_after_s=components.settings.stale_after_s,
     )

@@ -10,8 +10,8 @@ from typing import Any
 
 import boto3
 
+from sqsloops.alarm_scaling import AlarmScaling
 from sqsloops.components import Components
-from sqsloops.scaling import AlarmScaling
 from sqsloops.settings import Settings
 
 
@@ -21,7 +21,7 @@ def scaling() -> AlarmScaling:
     components = Components.build(
         Settings.from_env(), dynamodb=boto3.client("dynamodb"), lambda_client=boto3.client("lambda")
     )
-    return AlarmScaling(registry=components.registry, sqs=boto3.client("sqs"), scaler=components.scaler)
+    return AlarmScaling(registry=components.registry, sqs=boto3.client("sqs"), fleet=components.fleet)
 
 
 def scale_up(event: dict[str, Any], context: Any) -> dict[str, Any]:

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from sqsloops.clock import SYSTEM_CLOCK, Clock
+from sqsloops.fleet import Fleet
 from sqsloops.launcher import Launcher
 from sqsloops.registry import Registry
-from sqsloops.scaler import Scaler
 from sqsloops.settings import Settings
 from sqsloops.tokens import Tokens
 
@@ -19,13 +19,13 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Components:
-    """Registry, Tokens, Launcher and Scaler of one stack, sharing one clock (the Scaler's grace needs the Tokens')."""
+    """Registry, Tokens, Launcher and Fleet of one stack, sharing one clock (the Fleet's grace needs the Tokens')."""
 
     settings: Settings
     registry: Registry
     tokens: Tokens
     launcher: Launcher
-    scaler: Scaler
+    fleet: Fleet
 
     @classmethod
     def build(
@@ -47,5 +47,5 @@ class Components:
             registry=Registry(table_name=settings.queues_table, dynamodb=dynamodb, clock=clock),
             tokens=tokens,
             launcher=launcher,
-            scaler=Scaler(tokens=tokens, launcher=launcher, heartbeat_s=settings.heartbeat_s, clock=clock),
+            fleet=Fleet(tokens=tokens, launcher=launcher, heartbeat_s=settings.heartbeat_s, clock=clock),
         )

@@ -68,7 +68,7 @@ class LoopPayload:
         return payload
 
     def to_token(self) -> Token:
-        return Token(queue_url=self.queue_url, token=self.token, loop_id=self.loop_id, created_at=0.0, last_used=0.0)
+        return Token(queue_url=self.queue_url, slot=self.token, loop_id=self.loop_id, created_at=0.0, last_used=0.0)
 
     def as_dict(self) -> dict[str, str]:
         return asdict(self)

@@ -1,7 +1,7 @@
 """The restart function's two jobs, run every minute: reconcile loop counts, then resurrect stale loops.
 
 reconcile: an alarm that stays in ALARM sends no second notification, and a registration change sends none at
-all, so every queue is moved toward its desired count here too (scale-down retires tokens, see sqsloops.scaler):
+all, so every queue is moved toward its desired count here too (scale-down retires tokens, see sqsloops.fleet):
 - tokens at slots >= max_loops are retired always (a registration lowered max_loops);
 - up, always, to desired_loops(visible) (capped at max_loops);
 - down to max_loops always (a registration lowered it), to 0 when the queue is disabled, and to min_loops only
@@ -23,11 +23,11 @@ from typing import TYPE_CHECKING, Any
 
 from sqsloops.clock import SYSTEM_CLOCK, Clock
 from sqsloops.errors import TokenLostError
+from sqsloops.fleet import Fleet
 from sqsloops.launcher import Launcher
 from sqsloops.log import logger
 from sqsloops.queues import queue_depth
 from sqsloops.registry import QueueConfig, Registry
-from sqsloops.scaler import Scaler
 from sqsloops.tokens import Tokens
 
 if TYPE_CHECKING:
@@ -80,12 +80,12 @@ class RestartSummary:
         }
 
 
-def reconcile_queue(config: QueueConfig, *, sqs: SQSClient, scaler: Scaler) -> QueueReconcile:
+def reconcile_queue(config: QueueConfig, *, sqs: SQSClient, fleet: Fleet) -> QueueReconcile:
     """Move one queue's loops toward its desired count by the rules in this module's docstring."""
     url = config.queue_url
     visibility_timeout_s = config.visibility_timeout_s
     if not config.enabled:
-        change = scaler.converge(url, 0, allow_up=False, visibility_timeout_s=visibility_timeout_s)
+        change = fleet.converge(url, 0, allow_up=False, visibility_timeout_s=visibility_timeout_s)
         return QueueReconcile(
             url, "disabled", desired=0, before=change.before, after=change.after, stopped=change.stopped
         )
@@ -93,10 +93,10 @@ def reconcile_queue(config: QueueConfig, *, sqs: SQSClient, scaler: Scaler) -> Q
     idle = depth.visible == 0 and depth.in_flight == 0
     desired = config.desired_loops(depth.visible)
     # Cap first: a token beyond max_loops must not count toward desired, leaving a place below max_loops empty.
-    change = scaler.cap(url, config.max_loops, visibility_timeout_s=visibility_timeout_s)
-    change = change.then(scaler.converge(url, desired, allow_down=False, visibility_timeout_s=visibility_timeout_s))
+    change = fleet.cap(url, config.max_loops, visibility_timeout_s=visibility_timeout_s)
+    change = change.then(fleet.converge(url, desired, allow_down=False, visibility_timeout_s=visibility_timeout_s))
     floor = config.min_loops if idle else config.max_loops
-    change = change.then(scaler.converge(url, floor, allow_up=False, visibility_timeout_s=visibility_timeout_s))
+    change = change.then(fleet.converge(url, floor, allow_up=False, visibility_timeout_s=visibility_timeout_s))
     return QueueReconcile(
         url,
         "idle" if idle else "backlog",
@@ -111,12 +111,12 @@ def reconcile_queue(config: QueueConfig, *, sqs: SQSClient, scaler: Scaler) -> Q
     )
 
 
-def reconcile(*, registry: Registry, sqs: SQSClient, scaler: Scaler) -> list[QueueReconcile]:
+def reconcile(*, registry: Registry, sqs: SQSClient, fleet: Fleet) -> list[QueueReconcile]:
     """Reconcile every registered queue; one queue's failure (deleted queue, throttling) never stops the others."""
     results: list[QueueReconcile] = []
     for config in registry.all():
         try:
-            results.append(reconcile_queue(config, sqs=sqs, scaler=scaler))
+            results.append(reconcile_queue(config, sqs=sqs, fleet=fleet))
         except Exception as exc:  # any failure of one queue: report it, carry on with the rest
             logger.exception("reconcile failed for a queue", extra={"queue_url": config.queue_url})
             results.append(QueueReconcile(config.queue_url, "error", error=f"{type(exc).__name__}: {exc}"))
@@ -148,9 +148,9 @@ def sweep(
             # Re-read: a queue registered after our snapshot already has its registration when its tokens appear.
             registered[token.queue_url] = registry.find(token.queue_url) is not None
         if not registered[token.queue_url]:
-            summary.orphans_retired += tokens.retire(token.queue_url, token.token, grace_s=stale_after_s)
+            summary.orphans_retired += tokens.retire(token.queue_url, token.slot, grace_s=stale_after_s)
             logger.info(
-                "token of an unregistered queue retired", extra={"queue_url": token.queue_url, "token": token.token}
+                "token of an unregistered queue retired", extra={"queue_url": token.queue_url, "token": token.slot}
             )
             continue
         if not token.is_stale(now, stale_after_s):
@@ -166,7 +166,7 @@ def sweep(
             summary.lost_races += 1  # another sweeper (or the loop itself, by a late heartbeat) got there first
             continue
         summary.taken_over += 1
-        log_extra = {"queue_url": token.queue_url, "token": token.token, "loop_id": fresh.loop_id}
+        log_extra = {"queue_url": token.queue_url, "token": token.slot, "loop_id": fresh.loop_id}
         try:
             launcher.start(fresh)
         except Exception as exc:  # the token stays; it is stale again after stale_after_s and retried then
@@ -183,14 +183,14 @@ def restart(
     registry: Registry,
     tokens: Tokens,
     sqs: SQSClient,
-    scaler: Scaler,
+    fleet: Fleet,
     launcher: Launcher,
     stale_after_s: float,
     page_size: int | None = None,
     clock: Clock = SYSTEM_CLOCK,
 ) -> RestartSummary:
     """Reconcile first (so the sweep does not restart loops reconcile is about to retire), then sweep."""
-    summary = RestartSummary(queues=reconcile(registry=registry, sqs=sqs, scaler=scaler))
+    summary = RestartSummary(queues=reconcile(registry=registry, sqs=sqs, fleet=fleet))
     summary.sweep = sweep(
         tokens=tokens,
         registry=registry,

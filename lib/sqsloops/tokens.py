@@ -46,20 +46,20 @@ def retirement_grace_s(*, heartbeat_s: float, visibility_timeout_s: float) -> fl
     return defaults.UNPROVEN_HEARTBEATS * heartbeat_s + LONG_POLL_FLOOR_S + visibility_timeout_s
 
 
-def slot_id(slot: int) -> str:
+def slot_name(slot: int) -> str:
     """The token id of a slot: zero-padded, so ids sort in slot order."""
     if slot < 0:
         raise ValueError(f"a slot is a non-negative integer, got {slot}")
     return f"{SLOT_PREFIX}{slot:04d}"
 
 
-def slot_of(token: str) -> int | None:
+def slot_index_of(token: str) -> int | None:
     """The slot a token id names; None when it names none (such a token is beyond every slot)."""
     digits = token.removeprefix(SLOT_PREFIX)
     if digits == token or not digits.isascii() or not digits.isdigit():
         return None
     slot = int(digits)
-    return slot if slot_id(slot) == token else None
+    return slot if slot_name(slot) == token else None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -67,7 +67,7 @@ class Token:
     """One loop that should run, as the Loops table holds it."""
 
     queue_url: str
-    token: str
+    slot: str  # the slot's name, slot-0000 and up: the Loops table's sort key `token`
     loop_id: str
     created_at: float
     last_used: float
@@ -87,7 +87,7 @@ class Token:
 
         return cls(
             queue_url=item["queue_url"]["S"],
-            token=item["token"]["S"],
+            slot=item["token"]["S"],
             loop_id=item.get("loop_id", {}).get("S", ""),
             created_at=number("created_at"),
             last_used=number("last_used"),
@@ -108,15 +108,15 @@ class Token:
         return self.retired and self.reusable_at is not None and self.reusable_at < now
 
     @property
-    def slot(self) -> int | None:
-        return slot_of(self.token)
+    def slot_index(self) -> int | None:
+        return slot_index_of(self.slot)
 
     def is_stale(self, now: float, stale_after_s: float) -> bool:
         return now - self.last_used > stale_after_s
 
     def payload(self) -> dict[str, str]:
         """The process function's event: what a loop needs to find and prove its token."""
-        return {"queue_url": self.queue_url, "token": self.token, "loop_id": self.loop_id}
+        return {"queue_url": self.queue_url, "token": self.slot, "loop_id": self.loop_id}
 
 
 def _conditional_failed(exc: ClientError) -> bool:
@@ -144,13 +144,13 @@ class Tokens:
         now = self._clock.now()
         token = Token(
             queue_url=queue_url,
-            token=slot_id(slot),
+            slot=slot_name(slot),
             loop_id=uuid.uuid4().hex,
             created_at=now,
             last_used=now,
         )
         item = {
-            **self._key(queue_url, token.token),
+            **self._key(queue_url, token.slot),
             "loop_id": {"S": token.loop_id},
             "created_at": {"N": repr(now)},
             "last_used": {"N": repr(now)},
@@ -229,7 +229,7 @@ class Tokens:
             retry_transient(
                 lambda: self._ddb.update_item(
                     TableName=self._table,
-                    Key=self._key(stale.queue_url, stale.token),
+                    Key=self._key(stale.queue_url, stale.slot),
                     UpdateExpression="SET loop_id = :new, last_used = :now",
                     ConditionExpression="attribute_exists(#t) AND loop_id = :old AND last_used = :seen"
                     " AND attribute_not_exists(retired_at)",
@@ -245,11 +245,11 @@ class Tokens:
             )
         except ClientError as exc:
             if _conditional_failed(exc):
-                raise TokenLostError(stale.queue_url, stale.token, stale.loop_id) from exc
+                raise TokenLostError(stale.queue_url, stale.slot, stale.loop_id) from exc
             raise
         return Token(
             queue_url=stale.queue_url,
-            token=stale.token,
+            slot=stale.slot,
             loop_id=new_loop_id,
             created_at=stale.created_at,
             last_used=now,
@@ -299,7 +299,7 @@ class Tokens:
             retry_transient(
                 lambda: self._ddb.delete_item(
                     TableName=self._table,
-                    Key=self._key(retired.queue_url, retired.token),
+                    Key=self._key(retired.queue_url, retired.slot),
                     ConditionExpression="loop_id = :retired AND reusable_at = :seen",
                     ExpressionAttributeValues={
                         ":retired": {"S": RETIRED},
@@ -340,7 +340,7 @@ class Tokens:
             )
             for item in page.get("Items", [])
         ]
-        return sorted((t for t in tokens if not (live and t.retired)), key=lambda t: (t.created_at, t.token))
+        return sorted((t for t in tokens if not (live and t.retired)), key=lambda t: (t.created_at, t.slot))
 
     def count(self, queue_url: str) -> int:
         """How many loops a queue has: its tokens that are not retired."""

@@ -24,8 +24,8 @@ from typing import Any, TypeVar
 import pytest
 
 from sqsloops.local.server import EmbeddedAws
+from sqsloops.ops.registration import QueueAdmin
 from sqsloops.queues import queue_depth
-from sqsloops.registration import Registrations
 from sqsloops.registry import QueueConfig
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
@@ -141,9 +141,9 @@ def eventually(check: Callable[[], T], *, what: str, deadline_s: float = DEADLIN
 
 
 @pytest.fixture
-def registrations(embedded_aws: EmbeddedAws) -> Registrations:
+def registrations(embedded_aws: EmbeddedAws) -> QueueAdmin:
     """The operator's view of the deployed stack, as the CLI builds it."""
-    return Registrations(
+    return QueueAdmin(
         settings=embedded_aws.settings,
         dynamodb=embedded_aws.client("dynamodb"),
         sqs=embedded_aws.client("sqs"),
@@ -153,7 +153,7 @@ def registrations(embedded_aws: EmbeddedAws) -> Registrations:
 
 
 @pytest.fixture
-def register(registrations: Registrations) -> Iterator[Callable[..., QueueConfig]]:
+def register(registrations: QueueAdmin) -> Iterator[Callable[..., QueueConfig]]:
     """Register a queue (QueueConfig fields as keywords); whatever is still registered at teardown is deregistered."""
     registered: list[str] = []
 

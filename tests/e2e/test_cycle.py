@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from sqsloops.registration import Registrations
+from sqsloops.ops.registration import QueueAdmin
 from sqsloops.registry import QueueConfig
 from tests.e2e.conftest import eventually, is_empty, send_bodies
 from tests.e2e.handlers import read_log
@@ -22,7 +22,7 @@ MIN_LOOPS, MAX_LOOPS = 1, 4
 BACKLOG_PER_LOOP = 25  # alarms at levels 2, 3, 4: more than 25, 50, 75 visible messages
 
 
-def alarm_states(registrations: Registrations, cloudwatch: Any, queue_url: str) -> dict[str, str]:
+def alarm_states(registrations: QueueAdmin, cloudwatch: Any, queue_url: str) -> dict[str, str]:
     names = registrations.alarms.names(queue_url)
     alarms = cloudwatch.describe_alarms(AlarmNames=names)["MetricAlarms"] if names else []
     return {alarm["AlarmName"]: alarm["StateValue"] for alarm in alarms}
@@ -30,7 +30,7 @@ def alarm_states(registrations: Registrations, cloudwatch: Any, queue_url: str) 
 
 def test_a_burst_scales_loops_up_to_max_through_alarms_drains_the_queue_and_scales_back_to_min(
     embedded_aws: Any,
-    registrations: Registrations,
+    registrations: QueueAdmin,
     register: Callable[..., QueueConfig],
     make_queue_with_dlq: Callable[..., tuple[str, str]],
     tmp_path: Path,

@@ -19,10 +19,10 @@ from typing import Any
 import boto3
 import pytest
 
-from sqsloops.chart import write_chart
-from sqsloops.demo import Demo, DemoOptions, DemoResult, format_summary
 from sqsloops.examples import LEDGER_ENV
 from sqsloops.local.server import EmbeddedAws
+from sqsloops.ops.chart import write_chart
+from sqsloops.ops.demo import Demo, DemoOptions, DemoResult, format_summary
 from tests.e2e.conftest import DEADLINE_S
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
+from sqsloops.ops.registration import QueueAdmin
 from sqsloops.queues import queue_depth
-from sqsloops.registration import Registrations
 from sqsloops.registry import QueueConfig
 from tests.e2e.conftest import eventually, send_bodies
 from tests.e2e.handlers import read_log
@@ -25,7 +25,7 @@ MARGIN_S = 3.0  # one batch of a fast handler, and a loaded 2-core machine
 
 def test_deregistering_stops_every_loop_within_a_heartbeat_and_no_message_is_received_after(
     embedded_aws: Any,
-    registrations: Registrations,
+    registrations: QueueAdmin,
     register: Callable[..., QueueConfig],
     make_queue_with_dlq: Callable[..., tuple[str, str]],
     tmp_path: Path,
@@ -54,7 +54,7 @@ def test_deregistering_stops_every_loop_within_a_heartbeat_and_no_message_is_rec
     result = registrations.deregister(queue_url)
 
     # Then its tokens and alarms are gone at once
-    assert result.tokens_deleted == LOOPS
+    assert result.tokens_retired == LOOPS
     assert tokens.list(queue_url) == []
     assert registrations.alarms.names(queue_url) == []
     # And after one heartbeat period (plus a long poll and a batch) no loop receives from it any more

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from sqsloops.registration import Registrations
+from sqsloops.ops.registration import QueueAdmin
 from sqsloops.registry import QueueConfig
 from tests.e2e.conftest import eventually, is_empty, send_bodies
 from tests.e2e.handlers import read_log
@@ -25,7 +25,7 @@ VISIBILITY_S = 10  # about when the sweep has revived the loop (stale after 12 s
 
 def test_a_loop_killed_mid_batch_is_revived_by_the_restart_sweep_and_loses_no_message(
     embedded_aws: Any,
-    registrations: Registrations,
+    registrations: QueueAdmin,
     register: Callable[..., QueueConfig],
     make_queue_with_dlq: Callable[..., tuple[str, str]],
     tmp_path: Path,
@@ -58,7 +58,7 @@ def test_a_loop_killed_mid_batch_is_revived_by_the_restart_sweep_and_loses_no_me
         lambda: [token for token in tokens.list(queue_url) if token.loop_id != before.loop_id],
         what="the token taken over by a new loop",
     )
-    assert [token.token for token in revived] == [before.token]
+    assert [token.slot for token in revived] == [before.slot]
 
     # And every message is handled, those of the killed batch after their visibility timeout
     eventually(lambda: {entry["id"] for entry in read_log(log)} == set(ids), what="every message handled")
@@ -68,4 +68,4 @@ def test_a_loop_killed_mid_batch_is_revived_by_the_restart_sweep_and_loses_no_me
     eventually(lambda: is_empty(sqs, queue_url), what="the queue drained")
     assert is_empty(sqs, dlq_url)
     # And the revived loop is the only one
-    assert [token.token for token in tokens.list(queue_url)] == [before.token]
+    assert [token.slot for token in tokens.list(queue_url)] == [before.slot]

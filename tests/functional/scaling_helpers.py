@@ -33,7 +33,7 @@ class RecordingLauncher(Launcher):
 
 
 def loop_ids(tokens: list[Token]) -> set[tuple[str, str]]:
-    return {(t.token, t.loop_id) for t in tokens}
+    return {(t.slot, t.loop_id) for t in tokens}
 
 
 class Turnstile:

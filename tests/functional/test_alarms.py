@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from sqsloops.alarms import TAG_QUEUE_URL, Alarms
+from sqsloops.ops.alarms import TAG_QUEUE_URL, Alarms
 from sqsloops.registry import QueueConfig
 from sqsloops.settings import Settings
 from tests import conftest

@@ -15,8 +15,8 @@ import pytest
 
 from sqsloops.cli import main
 from sqsloops.errors import ConfigError
+from sqsloops.ops.stack import resolve_settings, settings_from_stack
 from sqsloops.settings import Settings
-from sqsloops.stack import resolve_settings, settings_from_stack
 from tests.conftest import REGION, Clients
 from tests.conftest import TestQueue as MadeQueue
 

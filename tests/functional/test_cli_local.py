@@ -13,14 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from sqsloops.chart import write_chart
 from sqsloops.cli import main
 from sqsloops.cli.demo import progress_line
 from sqsloops.cli.local import find_template, shell_lines
 from sqsloops.cli.parser import build_parser
-from sqsloops.demo import DemoOptions, DemoResult, Ledger, Progress, Sample, embedded_parameters, format_summary
 from sqsloops.errors import ConfigError
 from sqsloops.examples import LEDGER_ENV, ledger
+from sqsloops.ops.chart import write_chart
+from sqsloops.ops.demo import DemoOptions, DemoResult, Ledger, Progress, Sample, embedded_parameters, format_summary
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -90,7 +90,7 @@ def evaluator(aws: Clients, clock: ManualClock) -> AlarmEvaluator:
 
 
 def put_depth_alarm(aws: Clients, topics: dict[str, str], name: str = "depth-1", **overrides: Any) -> None:
-    """A queue-depth alarm shaped like sqsloops.alarms writes them; an override of None leaves the setting out."""
+    """A queue-depth alarm shaped like sqsloops.ops.alarms writes them; an override of None leaves the setting out."""
     spec: dict[str, Any] = {
         "AlarmName": name,
         "AlarmDescription": "sqsloops: 1 loop(s) wanted when more than 2 messages are visible",
@@ -241,7 +241,7 @@ def test_draining_the_queue_sends_ok_to_the_ok_actions(
 def test_notifications_parse_with_the_scaling_functions_parser(
     aws: Clients, topics: dict[str, str], evaluator: AlarmEvaluator, clock: ManualClock
 ) -> None:
-    scaling = pytest.importorskip("sqsloops.scaling")
+    scaling = pytest.importorskip("sqsloops.alarm_scaling")
     # Given an alarm that goes OK, then ALARM
     url = aws.sqs.create_queue(QueueName="work")["QueueUrl"]
     put_depth_alarm(aws, topics)

@@ -51,7 +51,7 @@ def test_a_loop_holding_its_token_keeps_going_and_proves_it(loops: LoopHarness, 
 def test_a_deleted_token_stops_the_loop(loops: LoopHarness, queue: MadeQueue) -> None:
     # Given a running loop whose token is deleted (scaled down) after 5 s
     token = loops.tokens.create(queue.url)
-    loops.clock.at(5, lambda: loops.tokens.delete(queue.url, token.token))
+    loops.clock.at(5, lambda: loops.tokens.delete(queue.url, token.slot))
 
     # When the loop runs with plenty of time
     result = loops.run(token, budget_s=600)
@@ -137,7 +137,7 @@ def test_a_token_is_created_only_in_a_free_slot(loops: LoopHarness, queue: MadeQ
     assert first is not None
     assert again is None
     assert other is not None
-    assert [t.token for t in loops.tokens.list(queue.url)] == ["slot-0000", "slot-0001"]
+    assert [t.slot for t in loops.tokens.list(queue.url)] == ["slot-0000", "slot-0001"]
     assert loops.token_item(first) == first
     assert other.last_used == other.created_at == loops.clock.now()
 

@@ -18,7 +18,7 @@ from moto.core import DEFAULT_ACCOUNT_ID
 
 from sqsloops.errors import DeployError
 from sqsloops.local.provision import Deployment, deploy
-from sqsloops.stack import settings_from_outputs
+from sqsloops.ops.stack import settings_from_outputs
 from tests.functional.test_template import PINNED_OUTPUTS, SETTINGS_ENV
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"

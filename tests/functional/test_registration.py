@@ -19,11 +19,11 @@ from botocore.exceptions import ClientError
 from sqsloops.clock import ManualClock
 from sqsloops.errors import ConfigError, NotRegisteredError
 from sqsloops.launcher import Launcher
-from sqsloops.registration import Registrations
+from sqsloops.ops.registration import QueueAdmin
 from sqsloops.registry import QueueConfig
 from sqsloops.restart import reconcile
 from sqsloops.settings import Settings
-from sqsloops.tokens import Token, slot_id
+from sqsloops.tokens import Token, slot_name
 from tests.conftest import REGION, Clients
 from tests.conftest import TestQueue as MadeQueue
 
@@ -49,8 +49,8 @@ def clock() -> ManualClock:
 
 
 @pytest.fixture
-def service(aws: Clients, settings: Settings, launcher: RecordingLauncher, clock: ManualClock) -> Registrations:
-    return Registrations(
+def service(aws: Clients, settings: Settings, launcher: RecordingLauncher, clock: ManualClock) -> QueueAdmin:
+    return QueueAdmin(
         settings=settings,
         dynamodb=aws.dynamodb,
         sqs=aws.sqs,
@@ -119,7 +119,7 @@ def fail_calls(
     ],
 )
 def test_malformed_queue_url_is_refused_and_nothing_written(
-    service: Registrations, aws: Clients, settings: Settings, queue_url: str
+    service: QueueAdmin, aws: Clients, settings: Settings, queue_url: str
 ) -> None:
     with pytest.raises(ConfigError):
         service.register(QueueConfig(queue_url=queue_url, handler="lambda:worker"))
@@ -128,7 +128,7 @@ def test_malformed_queue_url_is_refused_and_nothing_written(
 
 
 def test_nonexistent_queue_is_refused_and_nothing_written(
-    service: Registrations, aws: Clients, settings: Settings
+    service: QueueAdmin, aws: Clients, settings: Settings
 ) -> None:
     url = f"https://sqs.{REGION}.amazonaws.com/123456789012/never-created"
 
@@ -154,7 +154,7 @@ def test_nonexistent_queue_is_refused_and_nothing_written(
     ],
 )
 def test_bad_handler_is_refused_and_nothing_written(
-    service: Registrations, aws: Clients, settings: Settings, queue: MadeQueue, handler: str
+    service: QueueAdmin, aws: Clients, settings: Settings, queue: MadeQueue, handler: str
 ) -> None:
     with pytest.raises(ConfigError):
         service.register(QueueConfig(queue_url=queue.url, handler=handler))
@@ -183,7 +183,7 @@ def test_bad_handler_is_refused_and_nothing_written(
     ids=lambda changes: ",".join(f"{k}={v}" for k, v in changes.items()),
 )
 def test_out_of_range_setting_is_refused_and_nothing_written(
-    service: Registrations, aws: Clients, settings: Settings, queue: MadeQueue, changes: dict[str, Any]
+    service: QueueAdmin, aws: Clients, settings: Settings, queue: MadeQueue, changes: dict[str, Any]
 ) -> None:
     config = QueueConfig(queue_url=queue.url, handler="lambda:worker", **changes)
 
@@ -198,7 +198,7 @@ def test_incomplete_settings_are_refused_before_anything_is_written(
 ) -> None:
     # Given settings that name the tables but not the stack's topics and process function
     tables_only = Settings(queues_table=settings.queues_table, loops_table=settings.loops_table)
-    service = Registrations(
+    service = QueueAdmin(
         settings=tables_only,
         dynamodb=aws.dynamodb,
         sqs=aws.sqs,
@@ -214,7 +214,7 @@ def test_incomplete_settings_are_refused_before_anything_is_written(
 
 
 def test_registering_twice_is_refused_and_the_first_registration_is_kept(
-    service: Registrations, aws: Clients, settings: Settings, queue: MadeQueue
+    service: QueueAdmin, aws: Clients, settings: Settings, queue: MadeQueue
 ) -> None:
     service.register(QueueConfig(queue_url=queue.url, handler="lambda:first", min_loops=1))
 
@@ -229,7 +229,7 @@ def test_registering_twice_is_refused_and_the_first_registration_is_kept(
 
 
 def test_register_writes_registration_alarms_and_min_loops_started_loops(
-    service: Registrations, aws: Clients, settings: Settings, launcher: RecordingLauncher, queue: MadeQueue
+    service: QueueAdmin, aws: Clients, settings: Settings, launcher: RecordingLauncher, queue: MadeQueue
 ) -> None:
     # When a queue is registered with two loops at least and five at most
     result = service.register(
@@ -249,13 +249,13 @@ def test_register_writes_registration_alarms_and_min_loops_started_loops(
     # and two tokens exist, each with a loop started for it
     tokens = tokens_in_table(aws, settings)
     assert len(tokens) == 2
-    assert {t["token"]["S"] for t in tokens} == {t.token for t in launcher.started}
+    assert {t["token"]["S"] for t in tokens} == {t.slot for t in launcher.started}
     assert {t["loop_id"]["S"] for t in tokens} == {t.loop_id for t in launcher.started}
     assert result.warnings == []
 
 
 def test_queue_without_dead_letter_queue_is_registered_with_a_warning(
-    service: Registrations, aws: Clients, settings: Settings
+    service: QueueAdmin, aws: Clients, settings: Settings
 ) -> None:
     url = aws.sqs.create_queue(QueueName="no-dlq")["QueueUrl"]
 
@@ -267,7 +267,7 @@ def test_queue_without_dead_letter_queue_is_registered_with_a_warning(
 
 
 def test_disabled_registration_has_neither_loops_nor_alarms(
-    service: Registrations, aws: Clients, settings: Settings, launcher: RecordingLauncher, queue: MadeQueue
+    service: QueueAdmin, aws: Clients, settings: Settings, launcher: RecordingLauncher, queue: MadeQueue
 ) -> None:
     service.register(QueueConfig(queue_url=queue.url, handler="lambda:worker", min_loops=2, enabled=False))
 
@@ -281,7 +281,7 @@ def test_disabled_registration_has_neither_loops_nor_alarms(
 
 
 def test_alarm_failure_after_the_registration_was_written_leaves_nothing(
-    service: Registrations, aws: Clients, settings: Settings, queue: MadeQueue
+    service: QueueAdmin, aws: Clients, settings: Settings, queue: MadeQueue
 ) -> None:
     # Given CloudWatch refuses PutMetricAlarm (say, a missing IAM permission)
     fail_calls(aws.cloudwatch, "PutMetricAlarm", "AccessDenied")
@@ -295,7 +295,7 @@ def test_alarm_failure_after_the_registration_was_written_leaves_nothing(
 
 
 def test_token_failure_after_alarms_were_put_leaves_nothing(
-    service: Registrations, aws: Clients, settings: Settings, launcher: RecordingLauncher, queue: MadeQueue
+    service: QueueAdmin, aws: Clients, settings: Settings, launcher: RecordingLauncher, queue: MadeQueue
 ) -> None:
     # Given the second token cannot be written (the first one can)
     writes: list[str] = []
@@ -323,14 +323,14 @@ def test_token_failure_after_alarms_were_put_leaves_nothing(
 
 
 def test_deregister_removes_tokens_alarms_and_registration(
-    service: Registrations, aws: Clients, settings: Settings, queue: MadeQueue
+    service: QueueAdmin, aws: Clients, settings: Settings, queue: MadeQueue
 ) -> None:
     service.register(QueueConfig(queue_url=queue.url, handler="lambda:worker", min_loops=2, max_loops=6))
     assert alarms_in_cloudwatch(aws)
 
     result = service.deregister(queue.url)
 
-    assert result.tokens_deleted == 2
+    assert result.tokens_retired == 2
     assert result.alarms_deleted
     assert registrations_in_table(aws, settings) == []
     assert alarms_in_cloudwatch(aws) == []
@@ -339,7 +339,7 @@ def test_deregister_removes_tokens_alarms_and_registration(
 
 
 def test_deregister_leaves_other_queues_alone(
-    service: Registrations, aws: Clients, settings: Settings, make_queue: Callable[..., MadeQueue]
+    service: QueueAdmin, aws: Clients, settings: Settings, make_queue: Callable[..., MadeQueue]
 ) -> None:
     first, second = make_queue("first"), make_queue("second")
     service.register(QueueConfig(queue_url=first.url, handler="lambda:worker", min_loops=1))
@@ -353,7 +353,7 @@ def test_deregister_leaves_other_queues_alone(
     assert service.alarms.names(first.url) == []
 
 
-def test_deregister_unknown_queue_is_not_registered_error(service: Registrations, queue: MadeQueue) -> None:
+def test_deregister_unknown_queue_is_not_registered_error(service: QueueAdmin, queue: MadeQueue) -> None:
     with pytest.raises(NotRegisteredError):
         service.deregister(queue.url)
 
@@ -362,7 +362,7 @@ def test_deregister_unknown_queue_is_not_registered_error(service: Registrations
 
 
 def test_scale_moves_the_token_count_up_and_down(
-    service: Registrations,
+    service: QueueAdmin,
     aws: Clients,
     settings: Settings,
     launcher: RecordingLauncher,
@@ -380,12 +380,12 @@ def test_scale_moves_the_token_count_up_and_down(
     down = service.scale(queue.url, 1)
     assert (down.before, down.after, down.stopped) == (4, 1, 3)
     remaining = live_tokens_in_table(aws, settings)
-    assert [t["token"]["S"] for t in remaining] == [launcher.started[0].token]  # the oldest loop stays
+    assert [t["token"]["S"] for t in remaining] == [launcher.started[0].slot]  # the oldest loop stays
 
 
 @pytest.mark.parametrize("loops", [0, 5, -1])
 def test_scale_outside_min_and_max_is_refused_with_the_bounds(
-    service: Registrations, aws: Clients, settings: Settings, queue: MadeQueue, loops: int
+    service: QueueAdmin, aws: Clients, settings: Settings, queue: MadeQueue, loops: int
 ) -> None:
     service.register(QueueConfig(queue_url=queue.url, handler="lambda:worker", min_loops=1, max_loops=4))
 
@@ -396,7 +396,7 @@ def test_scale_outside_min_and_max_is_refused_with_the_bounds(
 
 
 def test_scale_of_a_disabled_registration_is_refused(
-    service: Registrations, aws: Clients, settings: Settings, queue: MadeQueue
+    service: QueueAdmin, aws: Clients, settings: Settings, queue: MadeQueue
 ) -> None:
     service.register(QueueConfig(queue_url=queue.url, handler="lambda:worker", enabled=False))
 
@@ -406,7 +406,7 @@ def test_scale_of_a_disabled_registration_is_refused(
     assert tokens_in_table(aws, settings) == []
 
 
-def test_scale_of_an_unknown_queue_is_not_registered_error(service: Registrations, queue: MadeQueue) -> None:
+def test_scale_of_an_unknown_queue_is_not_registered_error(service: QueueAdmin, queue: MadeQueue) -> None:
     with pytest.raises(NotRegisteredError):
         service.scale(queue.url, 1)
 
@@ -415,7 +415,7 @@ def test_scale_of_an_unknown_queue_is_not_registered_error(service: Registration
 
 
 def test_update_changes_config_and_version_and_converges_into_the_new_bounds(
-    service: Registrations, aws: Clients, settings: Settings, queue: MadeQueue
+    service: QueueAdmin, aws: Clients, settings: Settings, queue: MadeQueue
 ) -> None:
     service.register(QueueConfig(queue_url=queue.url, handler="lambda:worker", min_loops=1, max_loops=4))
 
@@ -428,7 +428,7 @@ def test_update_changes_config_and_version_and_converges_into_the_new_bounds(
 
 
 def test_update_lowering_max_stops_the_loops_above_it(
-    service: Registrations, aws: Clients, settings: Settings, queue: MadeQueue
+    service: QueueAdmin, aws: Clients, settings: Settings, queue: MadeQueue
 ) -> None:
     service.register(QueueConfig(queue_url=queue.url, handler="lambda:worker", min_loops=0, max_loops=8))
     service.scale(queue.url, 6)
@@ -441,25 +441,25 @@ def test_update_lowering_max_stops_the_loops_above_it(
 
 
 def test_update_lowering_max_moves_a_loop_beyond_it_into_a_free_slot_below_it(
-    service: Registrations, aws: Clients, settings: Settings, launcher: RecordingLauncher, queue: MadeQueue
+    service: QueueAdmin, aws: Clients, settings: Settings, launcher: RecordingLauncher, queue: MadeQueue
 ) -> None:
     # Given 2 loops, at slots 0 and 5 (the ones between were stopped)
     service.register(QueueConfig(queue_url=queue.url, handler="lambda:worker", min_loops=0, max_loops=8))
     service.scale(queue.url, 6)
     for slot in range(1, 5):
-        service.tokens.delete(queue.url, slot_id(slot))
+        service.tokens.delete(queue.url, slot_name(slot))
 
     # When max_loops is lowered to 3
     result = service.update(queue.url, max_loops=3)
 
     # Then the loop at slot 5 is stopped, and one started at slot 1: still 2 loops, all below the new max
     assert sorted(t["token"]["S"] for t in live_tokens_in_table(aws, settings)) == ["slot-0000", "slot-0001"]
-    assert launcher.started[-1].token == "slot-0001"
+    assert launcher.started[-1].slot == "slot-0001"
     assert (result.change.before, result.change.after, result.change.stopped, result.change.started) == (2, 2, 1, 1)
 
 
 def test_update_to_disabled_removes_loops_and_alarms_and_enabling_brings_them_back(
-    service: Registrations, aws: Clients, settings: Settings, clock: ManualClock, queue: MadeQueue
+    service: QueueAdmin, aws: Clients, settings: Settings, clock: ManualClock, queue: MadeQueue
 ) -> None:
     config = service.register(
         QueueConfig(queue_url=queue.url, handler="lambda:worker", min_loops=2, max_loops=4)
@@ -477,12 +477,12 @@ def test_update_to_disabled_removes_loops_and_alarms_and_enabling_brings_them_ba
     assert "not started yet" in enabled.warnings[0]
 
     # Once their grace has passed, the restart function's reconcile starts them
-    clock.advance(service.scaler.grace_s(config.visibility_timeout_s) + 1)
-    reconcile(registry=service.registry, sqs=aws.sqs, scaler=service.scaler)
+    clock.advance(service.fleet.grace_s(config.visibility_timeout_s) + 1)
+    reconcile(registry=service.registry, sqs=aws.sqs, fleet=service.fleet)
     assert len(live_tokens_in_table(aws, settings)) == 2
 
 
-def test_invalid_update_is_refused_and_the_registration_is_unchanged(service: Registrations, queue: MadeQueue) -> None:
+def test_invalid_update_is_refused_and_the_registration_is_unchanged(service: QueueAdmin, queue: MadeQueue) -> None:
     service.register(QueueConfig(queue_url=queue.url, handler="lambda:worker", min_loops=1, max_loops=4))
 
     with pytest.raises(ConfigError, match="batch_size"):
@@ -497,7 +497,7 @@ def test_invalid_update_is_refused_and_the_registration_is_unchanged(service: Re
 
 
 def test_update_retries_over_a_concurrent_change_and_keeps_it(
-    service: Registrations, aws: Clients, settings: Settings, queue: MadeQueue
+    service: QueueAdmin, aws: Clients, settings: Settings, queue: MadeQueue
 ) -> None:
     service.register(QueueConfig(queue_url=queue.url, handler="lambda:worker", min_loops=1, max_loops=4))
     # Given another operator changes the registration between our read and our write, once
@@ -521,7 +521,7 @@ def test_update_retries_over_a_concurrent_change_and_keeps_it(
     assert (stored.max_loops, stored.batch_size, stored.version) == (6, 3, 3)
 
 
-def test_update_of_an_unknown_queue_is_not_registered_error(service: Registrations, queue: MadeQueue) -> None:
+def test_update_of_an_unknown_queue_is_not_registered_error(service: QueueAdmin, queue: MadeQueue) -> None:
     with pytest.raises(NotRegisteredError):
         service.update(queue.url, max_loops=3)
 
@@ -530,7 +530,7 @@ def test_update_of_an_unknown_queue_is_not_registered_error(service: Registratio
 
 
 def test_status_reports_depth_dead_letters_loops_and_counters(
-    service: Registrations, aws: Clients, settings: Settings, clock: ManualClock, queue: MadeQueue
+    service: QueueAdmin, aws: Clients, settings: Settings, clock: ManualClock, queue: MadeQueue
 ) -> None:
     # Given a queue with two loops, five messages waiting and two dead letters
     service.register(
@@ -543,7 +543,7 @@ def test_status_reports_depth_dead_letters_loops_and_counters(
     # and, three minutes later, only the first loop has proved itself (and counted its work)
     first, _ = service.tokens.list(queue.url)
     clock.advance(180)
-    service.tokens.heartbeat(queue.url, first.token, first.loop_id, processed=7, failed=2, invocations=3)
+    service.tokens.heartbeat(queue.url, first.slot, first.loop_id, processed=7, failed=2, invocations=3)
 
     (status,) = service.status(queue.url)
 
@@ -558,7 +558,7 @@ def test_status_reports_depth_dead_letters_loops_and_counters(
 
 
 def test_status_of_every_queue_and_of_a_deleted_queue(
-    service: Registrations, aws: Clients, make_queue: Callable[..., MadeQueue]
+    service: QueueAdmin, aws: Clients, make_queue: Callable[..., MadeQueue]
 ) -> None:
     alive, deleted = make_queue("alive"), make_queue("deleted")
     service.register(QueueConfig(queue_url=alive.url, handler="lambda:worker"))
@@ -574,12 +574,12 @@ def test_status_of_every_queue_and_of_a_deleted_queue(
     assert statuses[deleted.url].loops.desired is None
 
 
-def test_status_of_an_unknown_queue_is_not_registered_error(service: Registrations, queue: MadeQueue) -> None:
+def test_status_of_an_unknown_queue_is_not_registered_error(service: QueueAdmin, queue: MadeQueue) -> None:
     with pytest.raises(NotRegisteredError):
         service.status(queue.url)
 
 
-def test_list_returns_registrations_by_queue_url(service: Registrations, make_queue: Callable[..., MadeQueue]) -> None:
+def test_list_returns_registrations_by_queue_url(service: QueueAdmin, make_queue: Callable[..., MadeQueue]) -> None:
     b, a = make_queue("b-queue"), make_queue("a-queue")
     service.register(QueueConfig(queue_url=b.url, handler="lambda:b"))
     service.register(QueueConfig(queue_url=a.url, handler="python:jobs.a:handle", handler_mode="batch"))

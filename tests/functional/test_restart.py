@@ -14,10 +14,10 @@ import pytest
 
 from restart import app as restart_app
 from sqsloops.clock import ManualClock
+from sqsloops.fleet import Fleet
 from sqsloops.launcher import Launcher
 from sqsloops.registry import QueueConfig, Registry
 from sqsloops.restart import SweepSummary, reconcile, restart, sweep
-from sqsloops.scaler import Scaler
 from sqsloops.settings import Settings
 from sqsloops.tokens import Token, Tokens
 from tests import conftest
@@ -51,7 +51,7 @@ class World:
     def item(self, token: Token) -> Token | None:
         found = self.aws.dynamodb.get_item(
             TableName=self.settings.loops_table,
-            Key={"queue_url": {"S": token.queue_url}, "token": {"S": token.token}},
+            Key={"queue_url": {"S": token.queue_url}, "token": {"S": token.slot}},
             ConsistentRead=True,
         ).get("Item")
         return Token.from_item(found) if found else None
@@ -66,13 +66,13 @@ class World:
             clock=self.clock,
         )
 
-    def scaler(self) -> Scaler:
-        return Scaler(
+    def fleet(self) -> Fleet:
+        return Fleet(
             tokens=self.tokens, launcher=self.launcher, heartbeat_s=self.settings.heartbeat_s, clock=self.clock
         )
 
     def reconcile(self) -> dict[str, Any]:
-        results = reconcile(registry=self.registry, sqs=self.aws.sqs, scaler=self.scaler())
+        results = reconcile(registry=self.registry, sqs=self.aws.sqs, fleet=self.fleet())
         return {r.queue_url: r for r in results}
 
     def send(self, queue_url: str, count: int) -> None:
@@ -112,7 +112,7 @@ def test_a_stale_token_is_taken_over_and_its_loop_restarted(world: World) -> Non
     assert item is not None
     assert item.loop_id != dead.loop_id
     assert item.last_used == world.clock.now()
-    assert loop_ids(world.launcher.started) == {(dead.token, item.loop_id)}
+    assert loop_ids(world.launcher.started) == {(dead.slot, item.loop_id)}
     assert (summary.stale, summary.taken_over, summary.started) == (1, 1, 1)
 
 
@@ -159,7 +159,7 @@ def test_two_racing_sweeps_take_each_stale_token_over_exactly_once(world: World)
     assert sum(s.taken_over for s in summaries) == 3
     assert sum(s.lost_races for s in summaries) == 3
     items = [world.item(t) for t in dead]
-    assert loop_ids(world.launcher.started) == {(i.token, i.loop_id) for i in items if i}
+    assert loop_ids(world.launcher.started) == {(i.slot, i.loop_id) for i in items if i}
     assert len(world.launcher.started) == 3
 
 
@@ -182,7 +182,7 @@ def test_the_sweep_covers_every_page_of_the_table(world: World) -> None:
     # Then every token was restarted once, with the loop_id now in the table
     assert len(pages) >= 6  # precondition: the scan really was paginated
     assert summary.taken_over == summary.started == 23
-    assert loop_ids(world.launcher.started) == {(t.token, i.loop_id) for t in dead if (i := world.item(t))}
+    assert loop_ids(world.launcher.started) == {(t.slot, i.loop_id) for t in dead if (i := world.item(t))}
 
 
 def test_tokens_of_deregistered_queues_are_retired_stale_or_not_and_deleted_after_their_grace(world: World) -> None:
@@ -205,7 +205,7 @@ def test_tokens_of_deregistered_queues_are_retired_stale_or_not_and_deleted_afte
     assert [t.retired for t in world.tokens.list(gone.queue_url, live=False)] == [True, True]
     assert summary.orphans_retired == 2
     assert world.item(kept_fresh) == kept_fresh
-    assert [(t.queue_url, t.token) for t in world.launcher.started] == [(kept.queue_url, kept_stale.token)]
+    assert [(t.queue_url, t.slot) for t in world.launcher.started] == [(kept.queue_url, kept_stale.slot)]
 
     # And once their grace (stale_after_s: their registration is gone) has passed, the next sweep deletes them
     world.clock.advance(STALE_AFTER_S + 1)
@@ -292,9 +292,9 @@ def test_reconcile_deletes_tokens_at_slots_beyond_a_lowered_max_and_fills_the_sl
 
     # Then only slots below 3 hold tokens: slot 0 untouched, slots 1 and 2 new, with their loops started
     stored = world.tokens.list(config.queue_url)
-    assert sorted(t.token for t in stored) == ["slot-0000", "slot-0001", "slot-0002"]
+    assert sorted(t.slot for t in stored) == ["slot-0000", "slot-0001", "slot-0002"]
     assert world.item(kept) == kept
-    assert sorted(t.token for t in world.launcher.started) == ["slot-0001", "slot-0002"]
+    assert sorted(t.slot for t in world.launcher.started) == ["slot-0001", "slot-0002"]
     assert (result.before, result.after, result.stopped, result.started) == (3, 3, 2, 2)
 
 
@@ -363,7 +363,7 @@ def test_restart_reconciles_before_it_sweeps(world: World) -> None:
         registry=world.registry,
         tokens=world.tokens,
         sqs=world.aws.sqs,
-        scaler=world.scaler(),
+        fleet=world.fleet(),
         launcher=world.launcher,
         stale_after_s=STALE_AFTER_S,
         clock=world.clock,

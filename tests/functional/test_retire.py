@@ -3,7 +3,7 @@
 Scale-down retires a token (its loop fails its next heartbeat and stops); a new loop may take the slot only once
 heartbeat_s + visibility_timeout_s have passed. So with max_loops 1 there is never a second consumer, not even
 while the first one is still finishing its batch. Tokens are real items in moto's DynamoDB, read back; time is a
-ManualClock shared by Tokens, Scaler and the sweep.
+ManualClock shared by Tokens, Fleet and the sweep.
 """
 
 from __future__ import annotations
@@ -17,13 +17,13 @@ import pytest
 
 from sqsloops.clock import ManualClock
 from sqsloops.errors import TokenLostError
+from sqsloops.fleet import Fleet
 from sqsloops.loop import TOKEN_LOST
-from sqsloops.registration import Registrations
+from sqsloops.ops.registration import QueueAdmin
 from sqsloops.registry import QueueConfig
 from sqsloops.restart import reconcile, sweep
-from sqsloops.scaler import Scaler
 from sqsloops.settings import Settings
-from sqsloops.tokens import RETIRED, Token, Tokens, retirement_grace_s, slot_id
+from sqsloops.tokens import RETIRED, Token, Tokens, retirement_grace_s, slot_name
 from tests.conftest import REGION, Clients
 from tests.conftest import TestQueue as MadeQueue
 from tests.fixtures.loop_kit import LoopHarness
@@ -37,7 +37,7 @@ class World:
     aws: Clients
     settings: Settings
     clock: ManualClock
-    service: Registrations
+    service: QueueAdmin
     launcher: RecordingLauncher
     queue: MadeQueue
 
@@ -46,8 +46,8 @@ class World:
         return self.service.tokens
 
     @property
-    def scaler(self) -> Scaler:
-        return self.service.scaler
+    def fleet(self) -> Fleet:
+        return self.service.fleet
 
     @property
     def grace_s(self) -> float:
@@ -58,7 +58,7 @@ class World:
         return self.service.register(QueueConfig(queue_url=self.queue.url, handler="lambda:worker", **values)).config
 
     def converge(self, desired: int) -> Any:
-        return self.scaler.converge(self.queue.url, desired, visibility_timeout_s=VISIBILITY_TIMEOUT_S)
+        return self.fleet.converge(self.queue.url, desired, visibility_timeout_s=VISIBILITY_TIMEOUT_S)
 
     def every_token(self) -> list[Token]:
         return self.tokens.list(self.queue.url, live=False)
@@ -77,7 +77,7 @@ class World:
 def world(aws: Clients, settings: Settings, make_queue: Callable[..., MadeQueue]) -> World:
     clock = ManualClock()
     launcher = RecordingLauncher(aws.lambda_)
-    service = Registrations(
+    service = QueueAdmin(
         settings=settings,
         dynamodb=aws.dynamodb,
         sqs=aws.sqs,
@@ -123,8 +123,8 @@ def test_with_max_loops_1_a_scale_up_right_after_a_scale_down_waits_for_the_grac
     assert (down.stopped, up.started, up.deferred) == (1, 0, 1)
     assert world.tokens.list(world.queue.url) == []
     [retired] = world.every_token()
-    assert (retired.token, retired.loop_id, retired.retired_at) == (first.token, RETIRED, world.clock.now())
-    assert [t.token for t in world.launcher.started] == [first.token]
+    assert (retired.slot, retired.loop_id, retired.retired_at) == (first.slot, RETIRED, world.clock.now())
+    assert [t.slot for t in world.launcher.started] == [first.slot]
 
     # When the grace has not quite passed, a scale-up still creates nothing
     world.clock.advance(world.grace_s - 1)
@@ -135,10 +135,10 @@ def test_with_max_loops_1_a_scale_up_right_after_a_scale_down_waits_for_the_grac
     world.clock.advance(2)
     again = world.converge(1)
     [second] = world.tokens.list(world.queue.url)
-    assert (again.started, second.token) == (1, slot_id(0))
+    assert (again.started, second.slot) == (1, slot_name(0))
     assert second.loop_id != first.loop_id
     assert world.every_token() == [second]
-    assert [t.token for t in world.launcher.started] == [first.token, second.token]
+    assert [t.slot for t in world.launcher.started] == [first.slot, second.slot]
 
     # And at no write was there more than one live token
     assert max(live_after_each_write) == 1
@@ -154,15 +154,15 @@ def test_scale_up_skips_a_slot_in_its_grace_but_takes_the_free_ones(world: World
     change = world.converge(4)
 
     # Then only slot 3 (never used) gets a loop; slots 1 and 2 wait for their grace
-    assert sorted(t.token for t in world.tokens.list(world.queue.url)) == [slot_id(0), slot_id(3)]
+    assert sorted(t.slot for t in world.tokens.list(world.queue.url)) == [slot_name(0), slot_name(3)]
     assert (change.started, change.deferred) == (1, 2)
 
 
 def test_a_retired_token_cannot_be_created_again_until_its_grace_has_passed(world: World) -> None:
     token = world.tokens.create(world.queue.url, slot=0)
     assert token is not None
-    assert world.tokens.retire(world.queue.url, token.token, grace_s=40) is True
-    assert world.tokens.retire(world.queue.url, token.token, grace_s=40) is False  # already retired: grace kept
+    assert world.tokens.retire(world.queue.url, token.slot, grace_s=40) is True
+    assert world.tokens.retire(world.queue.url, token.slot, grace_s=40) is False  # already retired: grace kept
 
     assert world.tokens.create(world.queue.url, slot=0) is None
     world.clock.advance(40)
@@ -185,7 +185,7 @@ def test_the_heartbeat_of_a_retired_token_fails(world: World) -> None:
     world.converge(0)
 
     with pytest.raises(TokenLostError):
-        world.tokens.heartbeat(world.queue.url, token.token, token.loop_id, processed=1)
+        world.tokens.heartbeat(world.queue.url, token.slot, token.loop_id, processed=1)
     [retired] = world.every_token()
     assert (retired.processed, retired.last_used) == (0, token.last_used)
 
@@ -197,14 +197,14 @@ def test_a_loop_whose_token_is_retired_stops_at_its_next_heartbeat(
     loops = LoopHarness.create(aws, settings, monkeypatch, heartbeat_s=2)
     queue = make_queue("work")
     config = loops.register(queue.url, max_loops=1)
-    scaler = Scaler(tokens=loops.tokens, launcher=loops.launcher, heartbeat_s=2, clock=loops.clock)
+    fleet = Fleet(tokens=loops.tokens, launcher=loops.launcher, heartbeat_s=2, clock=loops.clock)
     token = loops.tokens.create(queue.url, slot=0)
     assert token is not None
     changes = []
 
     def scale_down_then_up() -> None:
-        changes.append(scaler.converge(queue.url, 0, visibility_timeout_s=config.visibility_timeout_s))
-        changes.append(scaler.converge(queue.url, 1, visibility_timeout_s=config.visibility_timeout_s))
+        changes.append(fleet.converge(queue.url, 0, visibility_timeout_s=config.visibility_timeout_s))
+        changes.append(fleet.converge(queue.url, 1, visibility_timeout_s=config.visibility_timeout_s))
 
     loops.clock.at(5, scale_down_then_up)
 
@@ -235,9 +235,9 @@ def test_the_sweep_never_takes_over_a_retired_token_and_deletes_it_after_its_gra
     summary = world.sweep()
 
     # Then only the live token was taken over and restarted; the retired one is gone (its grace passed long ago)
-    assert [t.token for t in world.launcher.started] == [kept.token]
+    assert [t.slot for t in world.launcher.started] == [kept.slot]
     assert (summary.taken_over, summary.retired_deleted) == (1, 1)
-    assert [t.token for t in world.every_token()] == [kept.token]
+    assert [t.slot for t in world.every_token()] == [kept.slot]
 
 
 def test_the_sweep_keeps_a_retired_token_in_its_grace(world: World) -> None:
@@ -280,7 +280,7 @@ def test_status_and_count_leave_retired_tokens_out(world: World) -> None:
     world.converge(3)
     world.converge(1)
     [live] = world.tokens.list(world.queue.url)
-    world.tokens.heartbeat(world.queue.url, live.token, live.loop_id, processed=5)
+    world.tokens.heartbeat(world.queue.url, live.slot, live.loop_id, processed=5)
 
     # When the status is read
     [status] = world.service.status(world.queue.url)
@@ -303,7 +303,7 @@ def test_status_and_count_leave_retired_tokens_out(world: World) -> None:
 def test_registering_again_right_after_deregistering_waits_for_the_old_loops(world: World) -> None:
     # Given a queue with one loop, deregistered
     world.register(min_loops=1, max_loops=1)
-    assert world.service.deregister(world.queue.url).tokens_deleted == 1
+    assert world.service.deregister(world.queue.url).tokens_retired == 1
 
     # When it is registered again at once
     registered = world.service.register(
@@ -317,7 +317,7 @@ def test_registering_again_right_after_deregistering_waits_for_the_old_loops(wor
 
     # And once the grace has passed, the restart reconcile starts it
     world.clock.advance(world.grace_s + 1)
-    reconcile(registry=world.service.registry, sqs=world.aws.sqs, scaler=world.scaler)
+    reconcile(registry=world.service.registry, sqs=world.aws.sqs, fleet=world.fleet)
     assert len(world.tokens.list(world.queue.url)) == 1
 
 

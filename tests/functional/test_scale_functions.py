@@ -13,12 +13,12 @@ import boto3
 import pytest
 
 from scale import app as scale_app
+from sqsloops.alarm_scaling import AlarmScaling, ScaleResult
+from sqsloops.fleet import Fleet
 from sqsloops.registry import QueueConfig, Registry
 from sqsloops.restart import reconcile
-from sqsloops.scaler import Scaler
-from sqsloops.scaling import AlarmScaling, ScaleResult
 from sqsloops.settings import Settings
-from sqsloops.tokens import Token, Tokens, slot_id
+from sqsloops.tokens import Token, Tokens, slot_name
 from tests import conftest
 from tests.conftest import REGION, Clients
 from tests.fixtures.loop_kit import FreeSlotTokens
@@ -97,7 +97,7 @@ class World:
             scaling = AlarmScaling(
                 registry=registry,
                 sqs=self.aws.sqs,
-                scaler=Scaler(tokens=tokens, launcher=self.launcher, heartbeat_s=HEARTBEAT_S),
+                fleet=Fleet(tokens=tokens, launcher=self.launcher, heartbeat_s=HEARTBEAT_S),
             )
             results.extend(scaling.on_event(event("alarm_scale_up.json"), up=True))
 
@@ -117,7 +117,7 @@ def world(aws: Clients, settings: Settings, make_queue: Callable[..., conftest.T
     registry = Registry(table_name=settings.queues_table, dynamodb=aws.dynamodb)
     launcher = RecordingLauncher(aws.lambda_)
     scaling = AlarmScaling(
-        registry=registry, sqs=aws.sqs, scaler=Scaler(tokens=tokens, launcher=launcher, heartbeat_s=HEARTBEAT_S)
+        registry=registry, sqs=aws.sqs, fleet=Fleet(tokens=tokens, launcher=launcher, heartbeat_s=HEARTBEAT_S)
     )
     return World(aws, settings, queue, registry, tokens, launcher, scaling)
 
@@ -190,7 +190,7 @@ def test_concurrent_scale_ups_never_hold_more_than_max_loops_at_any_moment(world
     results, seen = world.racing_scale_ups(6)
 
     # Then the table never held more than slots 0-2, each slot's loop was started exactly once, by whoever created it
-    slots = {slot_id(s) for s in range(3)}
+    slots = {slot_name(s) for s in range(3)}
     assert set().union(*seen) <= slots
     assert max(len(ids) for ids in seen) == 3
     assert world.token_ids() == slots
@@ -209,7 +209,7 @@ def test_with_max_loops_1_racing_scale_ups_only_ever_make_one_token(world: World
 
     # Then exactly one token ever existed, slot-0000, and exactly one loop was started
     assert {frozenset(ids) for ids in seen} == {frozenset({"slot-0000"})}
-    assert [t.token for t in world.launcher.started] == ["slot-0000"]
+    assert [t.slot for t in world.launcher.started] == ["slot-0000"]
     assert loop_ids(world.launcher.started) == loop_ids(world.stored())
     assert sorted(r.change.started for r in results if r.change) == [0] * 7 + [1]
 
@@ -225,8 +225,8 @@ def test_racing_convergences_never_exceed_the_highest_desired_count(world: World
             table_name=world.settings.loops_table,
             dynamodb=turnstile.attach(boto3.client("dynamodb", region_name=REGION)),
         )
-        scaler = Scaler(tokens=tokens, launcher=world.launcher, heartbeat_s=HEARTBEAT_S)
-        scaler.converge(world.queue.url, desired, visibility_timeout_s=30)
+        fleet = Fleet(tokens=tokens, launcher=world.launcher, heartbeat_s=HEARTBEAT_S)
+        fleet.converge(world.queue.url, desired, visibility_timeout_s=30)
 
     threads = [threading.Thread(target=converge, args=(desired,)) for desired in (1, 2, 3, 4, 2)]
 
@@ -237,9 +237,9 @@ def test_racing_convergences_never_exceed_the_highest_desired_count(world: World
         thread.join(timeout=10)
 
     # Then the table only ever held slots below 4, and ends with those 4, each started once
-    assert set().union(*seen) <= {slot_id(s) for s in range(4)}
-    assert world.token_ids() == {slot_id(s) for s in range(4)}
-    assert sorted(t.token for t in world.launcher.started) == sorted(world.token_ids())
+    assert set().union(*seen) <= {slot_name(s) for s in range(4)}
+    assert world.token_ids() == {slot_name(s) for s in range(4)}
+    assert sorted(t.slot for t in world.launcher.started) == sorted(world.token_ids())
 
 
 # --- scale-down -------------------------------------------------------------------------------------------------
@@ -364,7 +364,7 @@ def test_an_alarm_that_stays_in_alarm_is_followed_by_reconcile_when_max_is_raise
     reconcile(
         registry=world.registry,
         sqs=world.aws.sqs,
-        scaler=Scaler(tokens=world.tokens, launcher=world.launcher, heartbeat_s=HEARTBEAT_S),
+        fleet=Fleet(tokens=world.tokens, launcher=world.launcher, heartbeat_s=HEARTBEAT_S),
     )
 
     # Then 4 loops run, every one of them started
@@ -384,7 +384,7 @@ def test_an_alarm_that_stays_in_alarm_is_followed_by_reconcile_when_the_backlog_
     reconcile(
         registry=world.registry,
         sqs=world.aws.sqs,
-        scaler=Scaler(tokens=world.tokens, launcher=world.launcher, heartbeat_s=HEARTBEAT_S),
+        fleet=Fleet(tokens=world.tokens, launcher=world.launcher, heartbeat_s=HEARTBEAT_S),
     )
 
     # Then 5 loops run

@@ -15,9 +15,9 @@ from rich.console import Console
 from sqsloops.cli import main
 from sqsloops.cli.watch import follow
 from sqsloops.clock import Clock, ManualClock
-from sqsloops.registration import Registrations
+from sqsloops.ops.registration import QueueAdmin
+from sqsloops.ops.watch import Rates, Watcher
 from sqsloops.settings import Settings
-from sqsloops.watch import Rates, Watcher
 from tests.conftest import Clients
 from tests.conftest import TestQueue as MadeQueue
 
@@ -150,13 +150,13 @@ def test_ctrl_c_exits_cleanly_with_0(
 
 
 @pytest.fixture
-def service(aws: Clients, settings: Settings) -> Registrations:
-    return Registrations(
+def service(aws: Clients, settings: Settings) -> QueueAdmin:
+    return QueueAdmin(
         settings=settings, dynamodb=aws.dynamodb, sqs=aws.sqs, lambda_client=aws.lambda_, cloudwatch=aws.cloudwatch
     )
 
 
-def test_rates_follow_the_counters_loops_add_at_heartbeats(orders: MadeQueue, service: Registrations) -> None:
+def test_rates_follow_the_counters_loops_add_at_heartbeats(orders: MadeQueue, service: QueueAdmin) -> None:
     clock = FakeClock()
     watcher = Watcher(service, window_s=20, clock=clock)
     tokens = service.tokens.list(orders.url)
@@ -164,7 +164,7 @@ def test_rates_follow_the_counters_loops_add_at_heartbeats(orders: MadeQueue, se
     first = watcher.sample()
     clock.sleep(10.0)
     for token in tokens:  # each of the two loops flushes 25 processed and 5 failed at its heartbeat
-        service.tokens.heartbeat(orders.url, token.token, token.loop_id, processed=25, failed=5)
+        service.tokens.heartbeat(orders.url, token.slot, token.loop_id, processed=25, failed=5)
     second = watcher.sample()
 
     assert first.rates_of(orders.url) == Rates(None, None)
@@ -172,7 +172,7 @@ def test_rates_follow_the_counters_loops_add_at_heartbeats(orders: MadeQueue, se
 
 
 def test_an_aws_error_on_one_refresh_shows_and_the_view_keeps_refreshing(
-    orders: MadeQueue, service: Registrations, aws: Clients, settings: Settings
+    orders: MadeQueue, service: QueueAdmin, aws: Clients, settings: Settings
 ) -> None:
     # Given the queues table disappears after the first refresh
     clock = FakeClock()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from sqsloops import defaults
-from sqsloops.alarms import Alarms, AlarmStep, alarm_steps, queue_hash
+from sqsloops.ops.alarms import Alarms, AlarmStep, alarm_steps, queue_hash
 from sqsloops.registry import QueueConfig
 
 URL = "https://sqs.us-east-1.amazonaws.com/123456789012/work"

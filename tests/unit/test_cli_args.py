@@ -16,7 +16,7 @@ from sqsloops.cli.parser import build_parser
 from sqsloops.cli.registration import config_changes
 from sqsloops.errors import ConfigError
 from sqsloops.log import SERVICE
-from sqsloops.stack import settings_from_outputs
+from sqsloops.ops.stack import settings_from_outputs
 
 URL = "https://sqs.us-east-1.amazonaws.com/123456789012/orders"
 
@@ -154,7 +154,7 @@ def test_table_falls_back_to_plain_columns_without_rich(
 def test_runtime_modules_do_not_import_rich() -> None:
     """rich is the `cli` extra: the Lambda layer has no rich, so nothing outside a table may import it."""
 
-    code = "import sys, sqsloops.registration, sqsloops.stack, sqsloops.cli; print('rich' in sys.modules)"
+    code = "import sys, sqsloops.ops.registration, sqsloops.ops.stack, sqsloops.cli; print('rich' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
 

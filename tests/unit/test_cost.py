@@ -1,6 +1,6 @@
 """The cost model's arithmetic, checked against sums done by hand (written out next to each assertion).
 
-Prices used below (sqsloops.prices, us-east-1): Lambda arm64 $0.0000133334 per GB-second and $0.20 per million
+Prices used below (sqsloops.ops.prices, us-east-1): Lambda arm64 $0.0000133334 per GB-second and $0.20 per million
 requests; SQS $0.40 per million requests; DynamoDB on-demand $0.625 per million write units and $0.125 per million
 read units; CloudWatch $0.10 per alarm-month; SNS $0.50 per million publishes. A month is 730 h = 2,628,000 s.
 """
@@ -12,7 +12,8 @@ import re
 
 import pytest
 
-from sqsloops.cost import (
+from sqsloops.errors import ConfigError
+from sqsloops.ops.cost import (
     LINE_ITEMS,
     PRICE_LINE,
     Assumptions,
@@ -20,8 +21,7 @@ from sqsloops.cost import (
     compare,
     parse_rate,
 )
-from sqsloops.errors import ConfigError
-from sqsloops.prices import PRICES
+from sqsloops.ops.prices import PRICES
 
 MONTH_S = 730 * 3600  # 2,628,000
 GB_S = 0.0000133334

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
+from sqsloops.alarm_scaling import ALARM, INSUFFICIENT_DATA, OK, AlarmNotification
 from sqsloops.errors import AlarmNotificationError
 from sqsloops.queues import QueueRef
-from sqsloops.scaling import ALARM, INSUFFICIENT_DATA, OK, AlarmNotification
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 

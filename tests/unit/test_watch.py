@@ -14,10 +14,10 @@ from sqsloops.cli import main
 from sqsloops.cli.watch import COLUMNS, follow, render, shown_columns
 from sqsloops.clock import Clock
 from sqsloops.errors import NotRegisteredError
+from sqsloops.ops.registration import Counters, LoopCounts, QueueStatus
+from sqsloops.ops.watch import Rates, Snapshot, Throughput, Watcher, default_window_s
 from sqsloops.queues import Depth
-from sqsloops.registration import Counters, LoopCounts, QueueStatus
 from sqsloops.registry import QueueConfig
-from sqsloops.watch import Rates, Snapshot, Throughput, Watcher, default_window_s
 
 URL = "https://sqs.us-east-1.amazonaws.com/123456789012/orders"
 EPOCH_S = 1_700_000_000.0

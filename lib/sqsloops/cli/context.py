@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING
 import boto3
 
 from sqsloops.log import SERVICE
-from sqsloops.registration import Registrations
+from sqsloops.ops.registration import QueueAdmin
+from sqsloops.ops.stack import resolve_settings
 from sqsloops.settings import Settings
-from sqsloops.stack import resolve_settings
 
 if TYPE_CHECKING:
     from mypy_boto3_cloudformation import CloudFormationClient
@@ -39,9 +39,9 @@ class Context:
         return resolve_settings(stack_name=self.stack_name, cloudformation=self.cloudformation)
 
     @cached_property
-    def registrations(self) -> Registrations:
+    def registrations(self) -> QueueAdmin:
         session = self.session
-        return Registrations(
+        return QueueAdmin(
             settings=self.settings,
             dynamodb=session.client("dynamodb"),
             sqs=session.client("sqs"),

@@ -1,7 +1,7 @@
 """`sqsloops cost`: what a workload costs a month on sqsloops and on Lambda's native SQS trigger, side by side.
 
-Needs no stack and no credentials: it is arithmetic on list prices (sqsloops.prices) and named assumptions
-(sqsloops.cost.Assumptions, each settable with --assume NAME=VALUE). A table in a terminal, plain text when piped,
+Needs no stack and no credentials: it is arithmetic on list prices (sqsloops.ops.prices) and named assumptions
+(sqsloops.ops.cost.Assumptions, each settable with --assume NAME=VALUE). A table in a terminal, plain text when piped,
 JSON with --json.
 """
 
@@ -13,9 +13,9 @@ from typing import Any
 
 from sqsloops.cli.context import Context
 from sqsloops.cli.output import emit_json, error, say, warn
-from sqsloops.cost import LINE_ITEMS, Assumptions, Comparison, Workload, compare, parse_rate
 from sqsloops.errors import ConfigError
-from sqsloops.prices import READ_ON, REGION
+from sqsloops.ops.cost import LINE_ITEMS, Assumptions, Comparison, Workload, compare, parse_rate
+from sqsloops.ops.prices import READ_ON, REGION
 
 COLUMNS = ("monthly (USD)", "sqsloops", "native SQS trigger")
 

@@ -1,6 +1,6 @@
 """`sqsloops demo` (what `make demo` runs): a burst through the whole system on an embedded AWS, then its numbers.
 
-The run itself is sqsloops.demo; this module starts the embedded AWS with compressed time, shows the live view
+The run itself is sqsloops.ops.demo; this module starts the embedded AWS with compressed time, shows the live view
 while the demo runs (the watch table in a terminal, a plain line every few seconds otherwise), then prints the
 summary, writes the chart and exits 0 only if nothing was lost and the loops came back to min. The functions' logs
 go to a file in --out, not the terminal.
@@ -22,7 +22,7 @@ from typing import IO, TYPE_CHECKING, Any
 from sqsloops.cli.context import Context
 from sqsloops.cli.local import find_template, time_scale
 from sqsloops.cli.output import error, say
-from sqsloops.demo import (
+from sqsloops.ops.demo import (
     DEFAULT_DEADLINE_S,
     DEFAULT_MAX_LOOPS,
     DEFAULT_MESSAGES,
@@ -36,7 +36,7 @@ from sqsloops.demo import (
     embedded_parameters,
     format_summary,
 )
-from sqsloops.watch import Watcher
+from sqsloops.ops.watch import Watcher
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
@@ -123,8 +123,8 @@ def _bounded_float(low: float, high: float) -> Any:
 def run_demo(context: Context, args: argparse.Namespace) -> int:
     started = time.monotonic()
     template = find_template(args.template)
-    from sqsloops.chart import write_chart  # the `local` extra, imported once the arguments are known good
     from sqsloops.local.server import EmbeddedAws
+    from sqsloops.ops.chart import write_chart  # the `local` extra, imported once the arguments are known good
 
     stack = context.stack_name or DEFAULT_STACK
     out: Path = args.out

@@ -23,8 +23,8 @@ from typing import Any
 import sqsloops
 from sqsloops.cli.context import Context
 from sqsloops.cli.output import say
-from sqsloops.demo import MAX_TIME_SCALE, embedded_parameters
 from sqsloops.errors import ConfigError
+from sqsloops.ops.demo import MAX_TIME_SCALE, embedded_parameters
 
 DEFAULT_STACK = "sqsloops"
 TEMPLATE_NAME = "template.yaml"

@@ -9,8 +9,8 @@ from typing import Any
 from sqsloops.cli.context import Context
 from sqsloops.cli.output import emit_json, say, table, warn
 from sqsloops.errors import ConfigError
+from sqsloops.ops.registration import QueueStatus, Registered
 from sqsloops.queues import QueueRef
-from sqsloops.registration import QueueStatus, Registered
 from sqsloops.registry import QueueConfig
 
 # (flag, QueueConfig field, type, help): the options register and update share. Unset options stay unset.
@@ -132,7 +132,7 @@ def _report(what: str, result: Registered) -> None:
 def run_deregister(context: Context, args: argparse.Namespace) -> int:
     result = context.registrations.deregister(args.queue_url)
     say(
-        f"deregistered {_name(result.queue_url)}: stopped {result.tokens_deleted} loop(s), "
+        f"deregistered {_name(result.queue_url)}: stopped {result.tokens_retired} loop(s), "
         f"deleted {len(result.alarms_deleted)} alarm(s)"
     )
     return 0

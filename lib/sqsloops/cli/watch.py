@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING, Any
 from sqsloops.cli.context import Context
 from sqsloops.clock import SYSTEM_CLOCK, Clock
 from sqsloops.errors import ConfigError
+from sqsloops.ops.registration import QueueStatus
+from sqsloops.ops.watch import Rates, Snapshot, Watcher, default_window_s
 from sqsloops.queues import QueueRef
-from sqsloops.registration import QueueStatus
-from sqsloops.watch import Rates, Snapshot, Watcher, default_window_s
 
 if TYPE_CHECKING:
     from rich.console import Console

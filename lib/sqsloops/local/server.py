@@ -31,8 +31,8 @@ from sqsloops.local.evaluator import AlarmEvaluator
 from sqsloops.local.executor import FAKE_CREDENTIALS, LambdaExecutor
 from sqsloops.local.provision import Deployment, deploy, load_template
 from sqsloops.local.scheduler import Scheduler
+from sqsloops.ops.stack import STACK_ENV, settings_from_outputs
 from sqsloops.settings import Settings
-from sqsloops.stack import STACK_ENV, settings_from_outputs
 
 REGION = "us-east-1"
 HOST = "127.0.0.1"

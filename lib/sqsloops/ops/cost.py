@@ -1,6 +1,6 @@
 """What a workload costs a month on sqsloops, next to Lambda's native SQS trigger: an estimate, never a bill.
 
-Pure arithmetic, no AWS call. Every number it rests on is either a price in sqsloops.prices (with its source) or a
+Pure arithmetic, no AWS call. Every number it rests on is either a price in sqsloops.ops.prices (with its source) or a
 named assumption below (with its default and why), so a reader can check each line by hand and change any of them.
 
 The model, in short:
@@ -32,9 +32,9 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 from sqsloops import defaults
-from sqsloops.alarms import alarm_steps
 from sqsloops.errors import ConfigError
-from sqsloops.prices import PRICES, Price
+from sqsloops.ops.alarms import alarm_steps
+from sqsloops.ops.prices import PRICES, Price
 from sqsloops.registry import QueueConfig
 
 SECONDS_PER = {

@@ -50,10 +50,10 @@ class Change:
 
 def _slot_order(token: Token) -> tuple[float, float]:
     """Lowest slot first; a token that names no slot sorts after every slot (newest of those last)."""
-    return (math.inf if token.slot is None else token.slot, token.created_at)
+    return (math.inf if token.slot_index is None else token.slot_index, token.created_at)
 
 
-class Scaler:
+class Fleet:
     """Converges the Loops table toward a desired count per queue.
 
     heartbeat_s is the stack's (Settings.heartbeat_s): with a registration's visibility_timeout_s it sets how long a
@@ -103,7 +103,7 @@ class Scaler:
     def cap(self, queue_url: str, max_loops: int, *, visibility_timeout_s: float) -> Change:
         """Retire every token at a slot >= max_loops (or at no slot): what a lowered max_loops leaves behind."""
         current = sorted(self._tokens.list(queue_url), key=_slot_order)
-        beyond = [t for t in current if t.slot is None or t.slot >= max_loops]
+        beyond = [t for t in current if t.slot_index is None or t.slot_index >= max_loops]
         change = self._stop(queue_url, len(current), reversed(beyond), visibility_timeout_s)
         if change.stopped:
             logger.info("loops beyond max_loops stopped", extra={**change.__dict__, "max_loops": max_loops})
@@ -111,8 +111,8 @@ class Scaler:
 
     def _start(self, queue_url: str, before: int, desired: int, every: list[Token]) -> Change:
         now = self._clock.now()
-        closed = {t.slot: t for t in every if t.retired and not t.reusable(now)}
-        held = {t.slot for t in every if not t.retired} | closed.keys()
+        closed = {t.slot_index: t for t in every if t.retired and not t.reusable(now)}
+        held = {t.slot_index for t in every if not t.retired} | closed.keys()
         wanted = desired - before
         slots = [slot for slot in range(desired) if slot not in held][:wanted]
         deferred = wanted - len(slots)
@@ -144,7 +144,7 @@ class Scaler:
                 failures += 1
                 logger.warning(
                     "loop start failed; the restart sweep will start it",
-                    extra={"queue_url": queue_url, "token": token.token, "error": str(exc)},
+                    extra={"queue_url": queue_url, "token": token.slot, "error": str(exc)},
                 )
         return Change(
             queue_url,
@@ -158,5 +158,5 @@ class Scaler:
 
     def _stop(self, queue_url: str, before: int, tokens: Iterable[Token], visibility_timeout_s: float) -> Change:
         grace_s = self.grace_s(visibility_timeout_s)
-        stopped = sum(self._tokens.retire(queue_url, t.token, grace_s=grace_s) for t in tokens)
+        stopped = sum(self._tokens.retire(queue_url, t.slot, grace_s=grace_s) for t in tokens)
         return Change(queue_url, before, before - stopped, stopped=stopped)

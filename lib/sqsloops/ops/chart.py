@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from sqsloops.demo import DemoResult
+    from sqsloops.ops.demo import DemoResult
 
 VISIBLE_COLOR = "#4C72B0"
 IN_FLIGHT_COLOR = "#DD8452"

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sqsloops.errors import AlarmNotificationError, ConfigError
+from sqsloops.fleet import Change, Fleet
 from sqsloops.log import logger
 from sqsloops.queues import QueueRef, queue_depth
 from sqsloops.registry import QueueConfig, Registry
-from sqsloops.scaler import Change, Scaler
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -130,10 +130,10 @@ class ScaleResult:
 class AlarmScaling:
     """Acts on depth-alarm notifications for registered queues."""
 
-    def __init__(self, *, registry: Registry, sqs: SQSClient, scaler: Scaler) -> None:
+    def __init__(self, *, registry: Registry, sqs: SQSClient, fleet: Fleet) -> None:
         self._registry = registry
         self._sqs = sqs
-        self._scaler = scaler
+        self._fleet = fleet
 
     def find(self, notification: AlarmNotification) -> QueueConfig | None:
         """The registration of the alarm's queue, matched on (account, name, region) against the registry.
@@ -195,7 +195,7 @@ class AlarmScaling:
 
     def _converge(self, config: QueueConfig, desired: int, *, up: bool) -> Change:
         """Converge in one direction only; a loop stopped is retired for the registration's visibility timeout."""
-        return self._scaler.converge(
+        return self._fleet.converge(
             config.queue_url,
             desired,
             allow_up=up,

@@ -18,7 +18,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from sqsloops import defaults
 from sqsloops.clock import SYSTEM_CLOCK, Clock
 from sqsloops.errors import SqsloopsError
-from sqsloops.registration import Counters, QueueStatus
+from sqsloops.ops.registration import Counters, QueueStatus
 
 MIN_WINDOW_S = 10.0
 HEARTBEATS_PER_WINDOW = 2  # a window spanning two heartbeats sees every loop's flush at least once
@@ -29,7 +29,7 @@ def default_window_s(heartbeat_s: float = defaults.HEARTBEAT_S) -> float:
 
 
 class StatusSource(Protocol):
-    """What a Watcher reads: sqsloops.registration.Registrations, or anything with its status()."""
+    """What a Watcher reads: sqsloops.ops.registration.QueueAdmin, or anything with its status()."""
 
     def status(self, queue_url: str | None = None) -> builtins.list[QueueStatus]: ...
 

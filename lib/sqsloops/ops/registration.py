@@ -1,6 +1,6 @@
 """Registering queues: validate everything, then write the registration, its alarms and its first loops, or nothing.
 
-The one place that composes Registry, Tokens, Launcher, Scaler and Alarms for the operator (the CLI, an API).
+The one place that composes Registry, Tokens, Launcher, Fleet and Alarms for the operator (the CLI, an API).
 """
 
 from __future__ import annotations
@@ -12,15 +12,15 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 from sqsloops import defaults
-from sqsloops.alarms import Alarms
 from sqsloops.clock import SYSTEM_CLOCK, Clock
 from sqsloops.components import Components
 from sqsloops.errors import ConcurrentUpdateError, ConfigError
+from sqsloops.fleet import Change
 from sqsloops.launcher import Launcher
 from sqsloops.log import logger
+from sqsloops.ops.alarms import Alarms
 from sqsloops.queues import Depth, queue_depth, redrive_policy
 from sqsloops.registry import QueueConfig
-from sqsloops.scaler import Change
 from sqsloops.settings import Settings
 
 if TYPE_CHECKING:
@@ -50,7 +50,7 @@ class Registered:
 @dataclass(frozen=True)
 class Deregistered:
     queue_url: str
-    tokens_deleted: int  # loops stopped: their tokens are retired, and deleted by the restart sweep after the grace
+    tokens_retired: int  # loops stopped: their tokens are retired, and deleted by the restart sweep after the grace
     alarms_deleted: list[str]
 
 
@@ -91,7 +91,7 @@ def _queue_missing(exc: ClientError) -> bool:
     return exc.response.get("Error", {}).get("Code", "") in MISSING_QUEUE_CODES
 
 
-class Registrations:
+class QueueAdmin:
     """Register, update, scale, inspect and deregister queues."""
 
     def __init__(
@@ -114,7 +114,7 @@ class Registrations:
         self.registry = components.registry
         self.tokens = components.tokens
         self.launcher = components.launcher
-        self.scaler = components.scaler
+        self.fleet = components.fleet
         self.alarms = Alarms(
             cloudwatch=cloudwatch,
             stack_name=settings.stack_name,
@@ -137,7 +137,7 @@ class Registrations:
         try:
             alarms = self.alarms.put(stored)  # none for a disabled registration: nothing scales it
             # Slots a previous registration's loops are still leaving stay closed: converge skips them.
-            change = self.scaler.converge(
+            change = self.fleet.converge(
                 stored.queue_url,
                 stored.min_loops if stored.enabled else 0,
                 visibility_timeout_s=stored.visibility_timeout_s,
@@ -167,9 +167,9 @@ class Registrations:
         # Batches running now were received under the old visibility timeout: a stopped loop's grace covers both.
         visibility_timeout_s = max(current.visibility_timeout_s, stored.visibility_timeout_s)
         # Tokens beyond a lowered max_loops are retired at once.
-        capped = self.scaler.cap(queue_url, stored.max_loops, visibility_timeout_s=visibility_timeout_s)
+        capped = self.fleet.cap(queue_url, stored.max_loops, visibility_timeout_s=visibility_timeout_s)
         desired = min(max(capped.before, stored.min_loops), stored.max_loops) if stored.enabled else 0
-        change = capped.then(self.scaler.converge(queue_url, desired, visibility_timeout_s=visibility_timeout_s))
+        change = capped.then(self.fleet.converge(queue_url, desired, visibility_timeout_s=visibility_timeout_s))
         logger.info("registration updated", extra={"queue_url": queue_url, "version": stored.version})
         return Registered(stored, alarms, change, self._check_timing(stored) + self._deferred_warning(change, stored))
 
@@ -185,7 +185,7 @@ class Registrations:
         deleted = self._retire_tokens(config)
         self.registry.delete(queue_url)
         deleted += self._retire_tokens(config)  # a scale-up that read the registration before it went
-        logger.info("queue deregistered", extra={"queue_url": queue_url, "tokens_deleted": deleted})
+        logger.info("queue deregistered", extra={"queue_url": queue_url, "tokens_retired": deleted})
         return Deregistered(queue_url, deleted, alarms)
 
     def scale(self, queue_url: str, loops: int) -> Change:
@@ -198,8 +198,8 @@ class Registrations:
                 f"loops must be between min_loops {config.min_loops} and max_loops {config.max_loops}, got {loops}"
             )
         visibility_timeout_s = config.visibility_timeout_s
-        capped = self.scaler.cap(queue_url, config.max_loops, visibility_timeout_s=visibility_timeout_s)
-        return capped.then(self.scaler.converge(queue_url, loops, visibility_timeout_s=visibility_timeout_s))
+        capped = self.fleet.cap(queue_url, config.max_loops, visibility_timeout_s=visibility_timeout_s)
+        return capped.then(self.fleet.converge(queue_url, loops, visibility_timeout_s=visibility_timeout_s))
 
     # --- reading -----------------------------------------------------------------------------------------------
 
@@ -301,13 +301,13 @@ class Registrations:
             return []
         return [
             f"{change.deferred} loop(s) not started yet: their slots are closed while the loops last stopped there "
-            f"finish (at most {self.scaler.grace_s(config.visibility_timeout_s):g} s after they were stopped); "
+            f"finish (at most {self.fleet.grace_s(config.visibility_timeout_s):g} s after they were stopped); "
             "the restart function starts them within a minute after that"
         ]
 
     def _retire_tokens(self, config: QueueConfig) -> int:
         """Stop every loop of the queue: retire its live tokens."""
-        change = self.scaler.converge(
+        change = self.fleet.converge(
             config.queue_url, 0, allow_up=False, visibility_timeout_s=config.visibility_timeout_s
         )
         return change.stopped

@@ -24,8 +24,8 @@ from sqsloops import defaults
 from sqsloops.clock import SYSTEM_CLOCK, Clock
 from sqsloops.errors import ConfigError, TransientAwsError
 from sqsloops.examples import LEDGER_ENV
+from sqsloops.ops.registration import QueueAdmin
 from sqsloops.queues import Depth, queue_depth
-from sqsloops.registration import Registrations
 from sqsloops.registry import QueueConfig
 from sqsloops.tokens import Tokens
 
@@ -229,7 +229,7 @@ class Demo:
         self._sqs = stack.client("sqs")
         self._lambda = stack.client("lambda")
         self.settings = settings = stack.settings
-        self.registrations = Registrations(
+        self.registrations = QueueAdmin(
             settings=settings,
             dynamodb=stack.client("dynamodb"),
             sqs=self._sqs,
