@@ -1,7 +1,7 @@
 """The loop against moto: messages are processed and deleted, failures are retried and end in the DLQ, never lost.
 
 Time is a FakeClock: it passes only while the loop sleeps (an empty short poll, a backoff, pacing), and the Lambda
-context's remaining time is read from it. QueueAdmin use wait_s 0 so moto never long-polls in real time.
+context's remaining time is read from it. Registrations use wait_s 0 so moto never long-polls in real time.
 moto's Lambda without Docker cannot run the process function, so the hand-over to the next invocation is checked
 through RecordingLauncher: the real Launcher (a real Event invoke of the function created in moto) that also
 remembers each payload.
