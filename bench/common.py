@@ -288,15 +288,7 @@ def _role_arn(aws: Any) -> str:
 
 
 def registrations(aws: Any) -> Any:
-    from sqsloops.ops.registration import QueueAdmin
-
-    return QueueAdmin(
-        settings=aws.settings,
-        dynamodb=aws.client("dynamodb"),
-        sqs=aws.client("sqs"),
-        lambda_client=aws.client("lambda"),
-        cloudwatch=aws.client("cloudwatch"),
-    )
+    return aws.root().admin
 
 
 # ---------------------------------------------------------------- queues

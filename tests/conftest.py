@@ -9,10 +9,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import boto3
 import pytest
 from moto import mock_aws
 
+from sqsloops.clients import Clients as RuntimeClients
 from sqsloops.settings import Settings
 
 REGION = "us-east-1"
@@ -30,27 +30,19 @@ def _aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("POWERTOOLS_DEV", "false")
 
 
-@dataclass
-class Clients:
-    dynamodb: Any
-    sqs: Any
-    lambda_: Any
-    cloudwatch: Any
-    sns: Any
-    iam: Any
+class Clients(RuntimeClients):
+    """The runtime's Clients (so a Root can be built on them), plus IAM for tests that create functions."""
+
+    @property
+    def iam(self) -> Any:
+        return self.get("iam")
 
 
 @pytest.fixture
 def aws() -> Iterator[Clients]:
+    """moto in-process for the whole test; clients built on first use, inside it."""
     with mock_aws():
-        yield Clients(
-            dynamodb=boto3.client("dynamodb", region_name=REGION),
-            sqs=boto3.client("sqs", region_name=REGION),
-            lambda_=boto3.client("lambda", region_name=REGION),
-            cloudwatch=boto3.client("cloudwatch", region_name=REGION),
-            sns=boto3.client("sns", region_name=REGION),
-            iam=boto3.client("iam", region_name=REGION),
-        )
+        yield Clients(region=REGION)
 
 
 def create_tables(dynamodb: Any, *, queues_table: str, loops_table: str) -> None:

@@ -6,29 +6,27 @@ Two functions (one per topic) share this code: `scale_up` acts on ALARM, `scale_
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from typing import Any
 
-import boto3
-
-from sqsloops.alarm_scaling import AlarmScaling
-from sqsloops.components import Components
-from sqsloops.settings import Settings
+from sqsloops.root import Root
 
 
 @functools.cache
-def scaling() -> AlarmScaling:
+def root() -> Root:
     """Built on the first invocation, then reused by every invocation of this execution environment."""
-    components = Components.build(
-        Settings.from_env(), dynamodb=boto3.client("dynamodb"), lambda_client=boto3.client("lambda")
-    )
-    return AlarmScaling(registry=components.registry, sqs=boto3.client("sqs"), fleet=components.fleet)
+    return Root.from_env()
 
 
 def scale_up(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Add loops up to what the backlog calls for. Never raises for a message it cannot use: SNS would retry it."""
-    return {"results": [result.as_dict() for result in scaling().on_event(event, up=True)]}
+    return handle(event, context, root, up=True)
 
 
 def scale_down(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """On ALARM->OK, stop loops the backlog no longer needs (never below min_loops)."""
-    return {"results": [result.as_dict() for result in scaling().on_event(event, up=False)]}
+    return handle(event, context, root, up=False)
+
+
+def handle(event: dict[str, Any], context: Any, make_root: Callable[[], Root], *, up: bool) -> dict[str, Any]:
+    return {"results": [result.as_dict() for result in make_root().alarm_scaling.on_event(event, up=up)]}

@@ -143,13 +143,7 @@ def eventually(check: Callable[[], T], *, what: str, deadline_s: float = DEADLIN
 @pytest.fixture
 def registrations(embedded_aws: EmbeddedAws) -> QueueAdmin:
     """The operator's view of the deployed stack, as the CLI builds it."""
-    return QueueAdmin(
-        settings=embedded_aws.settings,
-        dynamodb=embedded_aws.client("dynamodb"),
-        sqs=embedded_aws.client("sqs"),
-        lambda_client=embedded_aws.client("lambda"),
-        cloudwatch=embedded_aws.client("cloudwatch"),
-    )
+    return embedded_aws.root().admin
 
 
 @pytest.fixture

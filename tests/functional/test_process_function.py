@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ import pytest
 
 from process import app
 from sqsloops.loop import TIME_LEFT, LoopPayload
+from sqsloops.root import Root
 from sqsloops.settings import Settings
 from tests.conftest import Clients
 from tests.conftest import TestQueue as MadeQueue
@@ -20,17 +22,12 @@ EVENTS = Path(__file__).parent.parent.parent / "events"
 
 
 @pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeClock]:
-    """A fresh execution environment whose loop runs on a FakeClock."""
-    fake = FakeClock()
-    monkeypatch.setattr(app, "CLOCK", fake)
-    app.collaborators.cache_clear()
-    yield fake
-    app.collaborators.cache_clear()
+def clock() -> FakeClock:
+    return FakeClock()
 
 
 @pytest.fixture
-def environment(aws: Clients, settings: Settings, monkeypatch: pytest.MonkeyPatch, clock: FakeClock) -> LoopHarness:
+def environment(aws: Clients, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> LoopHarness:
     """The variables template.yaml gives the process function."""
     for name, value in {
         "QUEUES_TABLE": settings.queues_table,
@@ -43,8 +40,14 @@ def environment(aws: Clients, settings: Settings, monkeypatch: pytest.MonkeyPatc
     return LoopHarness.create(aws, settings, monkeypatch)
 
 
+@pytest.fixture
+def root(environment: LoopHarness, aws: Clients, clock: FakeClock) -> Root:
+    """What the function builds from its environment, on the test's clock (the function's own uses the system's)."""
+    return Root(Settings.from_env(), clients=aws, clock=clock)
+
+
 def test_an_invocation_processes_the_queue_and_hands_over(
-    environment: LoopHarness, clock: FakeClock, make_queue: Callable[..., MadeQueue]
+    environment: LoopHarness, root: Root, clock: FakeClock, make_queue: Callable[..., MadeQueue]
 ) -> None:
     # Given a registered queue with messages and a loop's token
     queue = make_queue("work")
@@ -53,7 +56,7 @@ def test_an_invocation_processes_the_queue_and_hands_over(
     token = environment.tokens.create(queue.url)
 
     # When Lambda invokes the process function with the token's payload and 60 s to run
-    summary = app.handler(token.payload(), FakeLambdaContext(clock, deadline_s=60))
+    summary = app.handle(token.payload(), FakeLambdaContext(clock, deadline_s=60), lambda: root)
 
     # Then the queue is drained, and the invocation stopped at its reserve and started the next one
     assert summary == {
@@ -70,17 +73,41 @@ def test_an_invocation_processes_the_queue_and_hands_over(
     assert (item.processed, item.invocations) == (12, 1)
 
 
-def test_the_environment_is_built_once_and_reused(
-    environment: LoopHarness, clock: FakeClock, make_queue: Callable[..., MadeQueue]
+def test_the_next_invocation_in_the_environment_reuses_its_registration_cache(
+    environment: LoopHarness, aws: Clients, make_queue: Callable[..., MadeQueue]
 ) -> None:
+    # Given a registered queue and an execution environment that ran one (short) invocation for it
     queue = make_queue("work")
     environment.register(queue.url)
     token = environment.tokens.create(queue.url)
+    app.root.cache_clear()
+    try:
+        first = app.handler(token.payload(), RealTimeContext(budget_s=10.5))
+        # When the registration is deleted and the same environment runs the next invocation within the cache TTL
+        environment.registry.delete(queue.url)
+        environment.send(queue.url, "after the delete")
+        second = app.handler(token.payload(), RealTimeContext(budget_s=10.5))
+    finally:
+        app.root.cache_clear()
 
-    for _ in range(2):
-        app.handler(token.payload(), FakeLambdaContext(clock, deadline_s=clock.monotonic() + 15))
+    # Then the second still knew the registration (same Root, same cache) and consumed the message
+    assert first["reason"] == second["reason"] == TIME_LEFT
+    assert second["processed"] == 1
+    assert environment.depth(queue.url) == 0
 
-    assert app.collaborators.cache_info().misses == 1
+
+class RealTimeContext:
+    """A Lambda context whose remaining time runs on the wall clock (the function's own Root uses it)."""
+
+    def __init__(self, *, budget_s: float) -> None:
+        self._deadline_s = time.monotonic() + budget_s
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline_s - time.monotonic()) * 1000))
+
+
+def _no_root() -> Root:
+    raise AssertionError("a malformed event must build nothing")
 
 
 @pytest.mark.parametrize(
@@ -97,7 +124,7 @@ def test_the_environment_is_built_once_and_reused(
 )
 def test_a_malformed_event_is_logged_and_dropped_without_raising(event: Any, clock: FakeClock) -> None:
     # When Lambda delivers an event that is not a loop payload (no environment is even needed)
-    summary = app.handler(event, FakeLambdaContext(clock, deadline_s=60))
+    summary = app.handle(event, FakeLambdaContext(clock, deadline_s=60), _no_root)
 
     # Then nothing is attempted and nothing raised (a retry could not help)
     assert summary["reason"] == app.MALFORMED_EVENT

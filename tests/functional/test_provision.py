@@ -18,7 +18,7 @@ from moto.core import DEFAULT_ACCOUNT_ID
 
 from sqsloops.errors import DeployError
 from sqsloops.local.provision import Deployment, deploy
-from sqsloops.ops.stack import settings_from_outputs
+from sqsloops.settings import Settings
 from tests.functional.test_template import PINNED_OUTPUTS, SETTINGS_ENV
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
@@ -53,7 +53,7 @@ def function_arn(name: str) -> str:
 
 def test_outputs_carry_every_pinned_key_and_make_settings(deployed: Deployed) -> None:
     assert set(deployed.outputs) >= PINNED_OUTPUTS
-    settings = settings_from_outputs(STACK, deployed.outputs)
+    settings = Settings.from_outputs(STACK, deployed.outputs)
     assert settings.process_function == f"{STACK}-process"
     assert settings.stale_after_s == 120
 

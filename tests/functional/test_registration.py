@@ -20,6 +20,7 @@ from sqsloops.clock import ManualClock
 from sqsloops.errors import ConfigError, NotRegisteredError
 from sqsloops.launcher import Launcher
 from sqsloops.ops.registration import QueueAdmin
+from sqsloops.ops.root import OpsRoot
 from sqsloops.registry import QueueConfig
 from sqsloops.restart import reconcile
 from sqsloops.settings import Settings
@@ -50,15 +51,7 @@ def clock() -> ManualClock:
 
 @pytest.fixture
 def service(aws: Clients, settings: Settings, launcher: RecordingLauncher, clock: ManualClock) -> QueueAdmin:
-    return QueueAdmin(
-        settings=settings,
-        dynamodb=aws.dynamodb,
-        sqs=aws.sqs,
-        lambda_client=aws.lambda_,
-        cloudwatch=aws.cloudwatch,
-        launcher=launcher,
-        clock=clock,
-    )
+    return OpsRoot(settings, clients=aws, launcher=launcher, clock=clock).admin
 
 
 @pytest.fixture
@@ -198,14 +191,7 @@ def test_incomplete_settings_are_refused_before_anything_is_written(
 ) -> None:
     # Given settings that name the tables but not the stack's topics and process function
     tables_only = Settings(queues_table=settings.queues_table, loops_table=settings.loops_table)
-    service = QueueAdmin(
-        settings=tables_only,
-        dynamodb=aws.dynamodb,
-        sqs=aws.sqs,
-        lambda_client=aws.lambda_,
-        cloudwatch=aws.cloudwatch,
-        launcher=launcher,
-    )
+    service = OpsRoot(tables_only, clients=aws, launcher=launcher).admin
 
     with pytest.raises(ConfigError, match="SQSLOOPS_SCALE_UP_TOPIC_ARN"):
         service.register(QueueConfig(queue_url=queue.url, handler="lambda:worker"))

@@ -380,9 +380,9 @@ def test_restart_reconciles_before_it_sweeps(world: World) -> None:
 @pytest.fixture
 def deployed(world: World, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
     deploy_for_functions(world.aws, world.settings, monkeypatch)
-    restart_app.collaborators.cache_clear()
+    restart_app.root.cache_clear()
     yield world
-    restart_app.collaborators.cache_clear()
+    restart_app.root.cache_clear()
 
 
 def test_restart_function_reconciles_on_its_schedule_and_returns_a_summary(deployed: World) -> None:

@@ -20,6 +20,7 @@ from sqsloops.errors import TokenLostError
 from sqsloops.fleet import Fleet
 from sqsloops.loop import TOKEN_LOST
 from sqsloops.ops.registration import QueueAdmin
+from sqsloops.ops.root import OpsRoot
 from sqsloops.registry import QueueConfig
 from sqsloops.restart import reconcile, sweep
 from sqsloops.settings import Settings
@@ -77,15 +78,7 @@ class World:
 def world(aws: Clients, settings: Settings, make_queue: Callable[..., MadeQueue]) -> World:
     clock = ManualClock()
     launcher = RecordingLauncher(aws.lambda_)
-    service = QueueAdmin(
-        settings=settings,
-        dynamodb=aws.dynamodb,
-        sqs=aws.sqs,
-        lambda_client=aws.lambda_,
-        cloudwatch=aws.cloudwatch,
-        launcher=launcher,
-        clock=clock,
-    )
+    service = OpsRoot(settings, clients=aws, launcher=launcher, clock=clock).admin
     return World(aws, settings, clock, service, launcher, make_queue("orders"))
 
 

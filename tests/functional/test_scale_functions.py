@@ -398,9 +398,9 @@ def test_an_alarm_that_stays_in_alarm_is_followed_by_reconcile_when_the_backlog_
 def deployed(world: World, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
     """The functions' environment as the template sets it, and a process function moto invokes without Docker."""
     deploy_for_functions(world.aws, world.settings, monkeypatch)
-    scale_app.scaling.cache_clear()
+    scale_app.root.cache_clear()
     yield world
-    scale_app.scaling.cache_clear()
+    scale_app.root.cache_clear()
 
 
 def test_scale_up_function_starts_loops_from_an_sns_alarm_event(deployed: World) -> None:

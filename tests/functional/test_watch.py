@@ -16,6 +16,7 @@ from sqsloops.cli import main
 from sqsloops.cli.watch import follow
 from sqsloops.clock import Clock, ManualClock
 from sqsloops.ops.registration import QueueAdmin
+from sqsloops.ops.root import OpsRoot
 from sqsloops.ops.watch import Rates, Watcher
 from sqsloops.settings import Settings
 from tests.conftest import Clients
@@ -151,9 +152,7 @@ def test_ctrl_c_exits_cleanly_with_0(
 
 @pytest.fixture
 def service(aws: Clients, settings: Settings) -> QueueAdmin:
-    return QueueAdmin(
-        settings=settings, dynamodb=aws.dynamodb, sqs=aws.sqs, lambda_client=aws.lambda_, cloudwatch=aws.cloudwatch
-    )
+    return OpsRoot(settings, clients=aws).admin
 
 
 def test_rates_follow_the_counters_loops_add_at_heartbeats(orders: MadeQueue, service: QueueAdmin) -> None:

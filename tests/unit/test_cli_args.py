@@ -16,7 +16,7 @@ from sqsloops.cli.parser import build_parser
 from sqsloops.cli.registration import config_changes
 from sqsloops.errors import ConfigError
 from sqsloops.log import SERVICE
-from sqsloops.ops.stack import settings_from_outputs
+from sqsloops.settings import Settings
 
 URL = "https://sqs.us-east-1.amazonaws.com/123456789012/orders"
 
@@ -171,7 +171,7 @@ OUTPUTS = {
 
 
 def test_timing_outputs_are_optional_and_default() -> None:
-    settings = settings_from_outputs("s", OUTPUTS)
+    settings = Settings.from_outputs("s", OUTPUTS)
     assert (settings.stack_name, settings.queues_table, settings.alarm_period_s) == ("s", "q", 60)
 
 
@@ -185,4 +185,4 @@ def test_timing_outputs_are_optional_and_default() -> None:
 )
 def test_malformed_stack_outputs_are_refused(outputs: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
-        settings_from_outputs("s", outputs)
+        Settings.from_outputs("s", outputs)

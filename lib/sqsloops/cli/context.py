@@ -7,17 +7,13 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cached_property
-from typing import TYPE_CHECKING
 
-import boto3
-
+from sqsloops.clients import Clients
 from sqsloops.log import SERVICE
 from sqsloops.ops.registration import QueueAdmin
+from sqsloops.ops.root import OpsRoot
 from sqsloops.ops.stack import resolve_settings
 from sqsloops.settings import Settings
-
-if TYPE_CHECKING:
-    from mypy_boto3_cloudformation import CloudFormationClient
 
 
 class Context:
@@ -28,26 +24,20 @@ class Context:
         self.region = region
 
     @cached_property
-    def session(self) -> boto3.session.Session:
-        return boto3.session.Session(region_name=self.region)
-
-    def cloudformation(self) -> CloudFormationClient:
-        return self.session.client("cloudformation")
+    def clients(self) -> Clients:
+        return Clients(region=self.region)
 
     @cached_property
     def settings(self) -> Settings:
-        return resolve_settings(stack_name=self.stack_name, cloudformation=self.cloudformation)
+        return resolve_settings(stack_name=self.stack_name, cloudformation=lambda: self.clients.cloudformation)
 
     @cached_property
+    def root(self) -> OpsRoot:
+        return OpsRoot(self.settings, clients=self.clients)
+
+    @property
     def registrations(self) -> QueueAdmin:
-        session = self.session
-        return QueueAdmin(
-            settings=self.settings,
-            dynamodb=session.client("dynamodb"),
-            sqs=session.client("sqs"),
-            lambda_client=session.client("lambda"),
-            cloudwatch=session.client("cloudwatch"),
-        )
+        return self.root.admin
 
 
 @contextmanager

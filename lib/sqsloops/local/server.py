@@ -26,12 +26,15 @@ import boto3
 from botocore.config import Config
 from moto.server import ThreadedMotoServer
 
+from sqsloops.clients import Clients
+from sqsloops.clock import SYSTEM_CLOCK, Clock
 from sqsloops.local import sqs_speed
 from sqsloops.local.evaluator import AlarmEvaluator
 from sqsloops.local.executor import FAKE_CREDENTIALS, LambdaExecutor
 from sqsloops.local.provision import Deployment, deploy, load_template
 from sqsloops.local.scheduler import Scheduler
-from sqsloops.ops.stack import STACK_ENV, settings_from_outputs
+from sqsloops.ops.root import OpsRoot
+from sqsloops.ops.stack import STACK_ENV
 from sqsloops.settings import Settings
 
 REGION = "us-east-1"
@@ -113,7 +116,7 @@ class EmbeddedAws:
             parameters=self.deploy_parameters(),
             echo=self.echo,
         )
-        self._settings = settings_from_outputs(self.stack_name, self.deployment.outputs)
+        self._settings = Settings.from_outputs(self.stack_name, self.deployment.outputs)
         for function_name in self.deployment.function_names:
             self._executor.prewarm(function_name)
         self._evaluator = AlarmEvaluator(
@@ -166,6 +169,10 @@ class EmbeddedAws:
             raise RuntimeError("EmbeddedAws is not started")
         with self._session_lock:  # boto3 sessions are not thread-safe; the clients they make are
             return self._session.client(service, endpoint_url=self.endpoint, config=config)  # type: ignore[call-overload]
+
+    def root(self, *, clock: Clock = SYSTEM_CLOCK) -> OpsRoot:
+        """The stack's collaborators on the embedded endpoint, wired as the CLI wires them."""
+        return OpsRoot(self.settings, clients=Clients(self.client), clock=clock)
 
     def env(self) -> dict[str, str]:
         """Environment for another process (a CLI, a producer) to use this embedded AWS and find the stack."""

@@ -21,13 +21,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from sqsloops import defaults
+from sqsloops.clients import Clients
 from sqsloops.clock import SYSTEM_CLOCK, Clock
 from sqsloops.errors import ConfigError, TransientAwsError
 from sqsloops.examples import LEDGER_ENV
-from sqsloops.ops.registration import QueueAdmin
+from sqsloops.ops.root import OpsRoot
 from sqsloops.queues import Depth, queue_depth
 from sqsloops.registry import QueueConfig
-from sqsloops.tokens import Tokens
 
 if TYPE_CHECKING:
     from sqsloops.settings import Settings
@@ -69,7 +69,7 @@ class DemoStack(Protocol):
     @property
     def settings(self) -> Settings: ...
 
-    def client(self, service: str) -> Any: ...
+    def client(self, service: str, *, config: Any = None) -> Any: ...
 
 
 def embedded_parameters(time_scale: float) -> dict[str, str]:
@@ -229,15 +229,9 @@ class Demo:
         self._sqs = stack.client("sqs")
         self._lambda = stack.client("lambda")
         self.settings = settings = stack.settings
-        self.registrations = QueueAdmin(
-            settings=settings,
-            dynamodb=stack.client("dynamodb"),
-            sqs=self._sqs,
-            lambda_client=self._lambda,
-            cloudwatch=stack.client("cloudwatch"),
-            clock=clock,
-        )
-        self._tokens = Tokens(table_name=settings.loops_table, dynamodb=stack.client("dynamodb"), clock=clock)
+        root = OpsRoot(settings, clients=Clients(stack.client), clock=clock)
+        self.registrations = root.admin
+        self._tokens = root.tokens
         self.alarm_period_s = settings.alarm_period_s / stack.time_scale
         self.queue_url = ""
         self._lock = threading.Lock()

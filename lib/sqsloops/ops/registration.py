@@ -1,6 +1,6 @@
 """Registering queues: validate everything, then write the registration, its alarms and its first loops, or nothing.
 
-The one place that composes Registry, Tokens, Launcher, Fleet and Alarms for the operator (the CLI, an API).
+The operator's use of Registry, Tokens, Launcher, Fleet and Alarms (the CLI, an API), wired by `OpsRoot`.
 """
 
 from __future__ import annotations
@@ -13,20 +13,17 @@ from botocore.exceptions import ClientError
 
 from sqsloops import defaults
 from sqsloops.clock import SYSTEM_CLOCK, Clock
-from sqsloops.components import Components
 from sqsloops.errors import ConcurrentUpdateError, ConfigError
-from sqsloops.fleet import Change
+from sqsloops.fleet import Change, Fleet
 from sqsloops.launcher import Launcher
 from sqsloops.log import logger
 from sqsloops.ops.alarms import Alarms
 from sqsloops.queues import Depth, queue_depth, redrive_policy
-from sqsloops.registry import QueueConfig
-from sqsloops.settings import Settings
+from sqsloops.registry import QueueConfig, Registry
+from sqsloops.settings import Settings, missing_for_writes
+from sqsloops.tokens import Tokens
 
 if TYPE_CHECKING:
-    from mypy_boto3_cloudwatch import CloudWatchClient
-    from mypy_boto3_dynamodb import DynamoDBClient
-    from mypy_boto3_lambda import LambdaClient
     from mypy_boto3_sqs import SQSClient
 
 MISSING_QUEUE_CODES = frozenset({"QueueDoesNotExist", "AWS.SimpleQueueService.NonExistentQueue"})
@@ -98,30 +95,23 @@ class QueueAdmin:
         self,
         *,
         settings: Settings,
-        dynamodb: DynamoDBClient,
+        registry: Registry,
+        tokens: Tokens,
+        launcher: Launcher,
+        fleet: Fleet,
+        alarms: Alarms,
         sqs: SQSClient,
-        lambda_client: LambdaClient,
-        cloudwatch: CloudWatchClient,
-        launcher: Launcher | None = None,
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
+        """Built by `sqsloops.ops.root.OpsRoot.admin`, which wires these from one Settings."""
         self._settings = settings
         self._sqs = sqs
         self._clock = clock
-        components = Components.build(
-            settings, dynamodb=dynamodb, lambda_client=lambda_client, clock=clock, launcher=launcher
-        )
-        self.registry = components.registry
-        self.tokens = components.tokens
-        self.launcher = components.launcher
-        self.fleet = components.fleet
-        self.alarms = Alarms(
-            cloudwatch=cloudwatch,
-            stack_name=settings.stack_name,
-            scale_up_topic_arn=settings.scale_up_topic_arn,
-            scale_down_topic_arn=settings.scale_down_topic_arn,
-            period_s=settings.alarm_period_s,
-        )
+        self.registry = registry
+        self.tokens = tokens
+        self.launcher = launcher
+        self.fleet = fleet
+        self.alarms = alarms
 
     # --- writing -----------------------------------------------------------------------------------------------
 
@@ -249,16 +239,7 @@ class QueueAdmin:
 
     def _check_settings(self) -> None:
         """Writing needs the whole stack; reading needs only the tables. Say which setting is missing."""
-        missing = [
-            env
-            for env, value in (
-                ("SQSLOOPS_PROCESS_FUNCTION", self._settings.process_function),
-                ("SQSLOOPS_SCALE_UP_TOPIC_ARN", self._settings.scale_up_topic_arn),
-                ("SQSLOOPS_SCALE_DOWN_TOPIC_ARN", self._settings.scale_down_topic_arn),
-                ("SQSLOOPS_STACK_NAME", self._settings.stack_name),
-            )
-            if not value
-        ]
+        missing = missing_for_writes(self._settings)
         if missing:
             raise ConfigError(f"settings incomplete: set {', '.join(missing)} (or pass --stack NAME)")
 
