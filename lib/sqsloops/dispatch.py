@@ -4,12 +4,16 @@ Records have exactly the shape of Lambda's own SQS event, so a function that alr
 whether it is invoked (`lambda:`) or called in-process (`python:`). The reply follows Lambda's partial batch response
 rules: `{"batchItemFailures": [{"itemIdentifier": id}]}` fails those messages; anything Lambda would call an invalid
 response fails the whole batch, so a message is never acknowledged by mistake.
+
+Which code runs a handler string is pluggable: `Dispatchers` gets a mapping kind -> HandlerKind from the composition
+root (`core_kinds()` for `lambda:` and `python:`), so a kind defined elsewhere plugs in without this module knowing it.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -17,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from botocore.exceptions import BotoCoreError, ClientError
 
 from sqsloops.errors import ConfigError, HandlerError
-from sqsloops.handlers import LAMBDA, parse_handler, resolve_python
+from sqsloops.handlers import LAMBDA, PYTHON, check_lambda_target, check_python_target, parse_handler, resolve_python
 
 if TYPE_CHECKING:
     from mypy_boto3_lambda import LambdaClient
@@ -33,8 +37,21 @@ _EVENT_OVERHEAD_BYTES = len('{"Records": []}')
 
 @dataclass(frozen=True)
 class Failure:
+    """A message that failed, why, and how it is to be settled (`sqsloops.settle`).
+
+    By default it is hidden for the queue's backoff, and SQS moves it to the DLQ after maxReceiveCount receives.
+    `retry_in_s` hides it for that long instead (whole seconds, at most SQS's 12 h). `dead` moves it to the queue's
+    DLQ now; one that cannot be moved (the queue has no DLQ, the copy fails) is retried as any failure is.
+    """
+
     message_id: str
     reason: str
+    retry_in_s: float | None = None
+    dead: bool = False
+
+    def __post_init__(self) -> None:
+        if self.retry_in_s is not None and not 0 <= self.retry_in_s < math.inf:
+            raise ValueError(f"retry_in_s must be a finite number of seconds >= 0, got {self.retry_in_s!r}")
 
 
 @dataclass(frozen=True)
@@ -209,11 +226,63 @@ class UnresolvedDispatcher:
         return Outcome.all_failed(records, self.reason)
 
 
-class Dispatchers:
-    """Builds the dispatcher of a registration once per execution environment, and reuses it."""
+class HandlerKind(Protocol):
+    """Builds the dispatcher of one kind of handler (`lambda`, `python`, ...) from the target after `kind:`."""
 
-    def __init__(self, *, lambda_client: LambdaClient) -> None:
+    def validate(self, target: str) -> None:
+        """Raise ConfigError if this kind cannot take `target`, from its syntax alone: nothing is imported or called."""
+        ...
+
+    def build(self, target: str, config: QueueConfig) -> Dispatcher:
+        """The dispatcher for `target` on `config`'s queue.
+
+        ConfigError or HandlerError when the target cannot be used (its messages then fail with why, to the DLQ);
+        any other exception is taken as passing: that batch fails, and the next one builds again.
+        """
+        ...
+
+
+class LambdaKind:
+    """`lambda:NAME_OR_ARN`: each batch is forwarded to the function with a synchronous invoke."""
+
+    def __init__(self, lambda_client: LambdaClient) -> None:
         self._lambda = lambda_client
+
+    def validate(self, target: str) -> None:
+        check_lambda_target(target)
+
+    def build(self, target: str, config: QueueConfig) -> Dispatcher:
+        return LambdaDispatcher(lambda_client=self._lambda, function_name=target)
+
+
+class PythonKind:
+    """`python:package.module:function`: called in the loop's process, per message or per batch (handler_mode)."""
+
+    def validate(self, target: str) -> None:
+        check_python_target(target)
+
+    def build(self, target: str, config: QueueConfig) -> Dispatcher:
+        function = resolve_python(target)
+        if config.handler_mode == "batch":
+            return PythonBatchDispatcher(function)
+        return PythonMessageDispatcher(function)
+
+
+def core_kinds(lambda_client: LambdaClient) -> dict[str, HandlerKind]:
+    """The kinds the core runs itself; a composition root adds its own beside them (`{**core_kinds(c), **more}`)."""
+    return {LAMBDA: LambdaKind(lambda_client), PYTHON: PythonKind()}
+
+
+class Dispatchers:
+    """Builds the dispatcher of a registration once per execution environment, and reuses it.
+
+    `kinds` maps a handler kind (the part before the first colon) to what builds its dispatchers. A handler this
+    loop cannot use (an unknown kind, a bad target, an import error) gets an UnresolvedDispatcher: its messages fail
+    with the reason and reach the DLQ; the loop goes on.
+    """
+
+    def __init__(self, *, kinds: Mapping[str, HandlerKind]) -> None:
+        self._kinds = dict(kinds)
         self._cache: dict[tuple[str, str], Dispatcher] = {}
 
     def for_config(self, config: QueueConfig) -> Dispatcher:
@@ -225,11 +294,11 @@ class Dispatchers:
     def _build(self, config: QueueConfig) -> Dispatcher:
         try:
             spec = parse_handler(config.handler)
-            if spec.kind == LAMBDA:
-                return LambdaDispatcher(lambda_client=self._lambda, function_name=spec.target)
-            function = resolve_python(spec)
+            kind = self._kinds.get(spec.kind)
+            if kind is None:
+                known = ", ".join(f"'{name}:'" for name in sorted(self._kinds)) or "none"
+                raise HandlerError(f"this loop has no handler kind {spec.kind!r} (it runs: {known})")
+            kind.validate(spec.target)
+            return kind.build(spec.target, config)
         except (ConfigError, HandlerError) as exc:
             return UnresolvedDispatcher(f"handler {config.handler!r} unusable: {exc}")
-        if config.handler_mode == "batch":
-            return PythonBatchDispatcher(function)
-        return PythonMessageDispatcher(function)

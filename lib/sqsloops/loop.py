@@ -1,8 +1,9 @@
 """The loop: poll one queue until the invocation's time runs short, then hand over to a fresh invocation.
 
 A loop stops only when its token is gone or carries another loop_id, or its registration is gone or disabled.
-Handler errors, malformed messages and AWS errors are logged and survived: a failed message is hidden for a
-backoff and retried, and after the queue's maxReceiveCount SQS moves it to the dead-letter queue.
+Handler errors, malformed messages and AWS errors are logged and survived: each batch is settled by
+`sqsloops.settle` (a failed message is hidden for a backoff and retried, and after the queue's maxReceiveCount SQS
+moves it to the dead-letter queue). The loop itself only polls, proves its token, and hands over.
 """
 
 from __future__ import annotations
@@ -13,23 +14,19 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from sqsloops import defaults
-from sqsloops.backoff import compute_backoff_s, visibility_backoff_s
+from sqsloops.backoff import compute_backoff_s
 from sqsloops.clock import SYSTEM_CLOCK, Clock
 from sqsloops.dispatch import Dispatchers, Outcome, to_lambda_record
 from sqsloops.errors import ConfigError, NotRegisteredError, TokenLostError
 from sqsloops.log import logger
 from sqsloops.queues import QueueRef
 from sqsloops.ratelimit import Pacer
-from sqsloops.tokens import Token
-from sqsloops.transient import retry_transient
+from sqsloops.settle import Settler
+from sqsloops.tokens import LONG_POLL_FLOOR_S, Token
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
-    from mypy_boto3_sqs.type_defs import (
-        ChangeMessageVisibilityBatchRequestEntryTypeDef,
-        DeleteMessageBatchRequestEntryTypeDef,
-        MessageTypeDef,
-    )
+    from mypy_boto3_sqs.type_defs import MessageTypeDef
 
     from sqsloops.launcher import Launcher
     from sqsloops.registry import CachedRegistry, QueueConfig
@@ -157,6 +154,7 @@ class _Loop:
         self._clock = clock
         self._rng = rng
         self._pacer = Pacer(clock=clock)
+        self._settler = Settler(sqs=sqs, queue_url=payload.queue_url, clock=clock, rng=rng)
         self._region = sqs.meta.region_name
         self._queue_arn = QueueRef.parse(payload.queue_url).arn(self._region, sqs.meta.partition)
         self._config: QueueConfig | None = None
@@ -234,7 +232,7 @@ class _Loop:
             return None
         wanted = self._pacer.take(config.batch_size)
         # Long-poll, but wake up in time for the reserve and the next heartbeat.
-        wait_s = int(min(config.wait_s, left_s, max(self._until_heartbeat_s(), 1.0)))
+        wait_s = int(min(config.wait_s, left_s, max(self._until_heartbeat_s(), LONG_POLL_FLOOR_S)))
         try:
             messages = self._sqs.receive_message(
                 QueueUrl=self._payload.queue_url,
@@ -254,7 +252,11 @@ class _Loop:
                 self._clock.sleep(min(defaults.IDLE_SLEEP_S, left_s))
             return None
         self.batches += 1
-        self._settle(config, messages, self._dispatch(config, messages))
+        settled = self._settler.settle(config, messages, self._dispatch(config, messages))
+        self.processed += settled.processed
+        self.failed += settled.failed
+        self._pending.processed += settled.processed
+        self._pending.failed += settled.failed
         return None
 
     # -- registration and heartbeat ----------------------------------------------------------------------------
@@ -316,7 +318,7 @@ class _Loop:
         live = self._live_loops or 1
         self._pacer.set_rate(config.rate_per_s / live, batch_size=config.batch_size)
 
-    # -- dispatch and settle -----------------------------------------------------------------------------------
+    # -- dispatch ----------------------------------------------------------------------------------------------
 
     def _dispatch(self, config: QueueConfig, messages: Sequence[MessageTypeDef]) -> Outcome:
         records = [to_lambda_record(m, queue_arn=self._queue_arn, region=self._region) for m in messages]
@@ -325,76 +327,6 @@ class _Loop:
         except Exception as exc:  # dispatchers do not raise; if one does, nothing may be lost
             logger.exception("dispatch raised")
             return Outcome.all_failed(records, f"dispatch raised {type(exc).__name__}: {exc}")
-
-    def _settle(self, config: QueueConfig, messages: Sequence[MessageTypeDef], outcome: Outcome) -> None:
-        """Delete what succeeded; hide what failed for a backoff. A message with no outcome counts as failed."""
-        reasons = {failure.message_id: failure.reason for failure in outcome.failed}
-        succeeded = set(outcome.succeeded) - reasons.keys()
-        done = [m for m in messages if m.get("MessageId") in succeeded]
-        retry = [m for m in messages if m.get("MessageId") not in succeeded]
-        self._delete(done)
-        self._retry_later(config, retry, reasons)
-        self.processed += len(done)
-        self.failed += len(retry)
-        self._pending.processed += len(done)
-        self._pending.failed += len(retry)
-
-    def _delete(self, messages: Sequence[MessageTypeDef]) -> None:
-        if not messages:
-            return
-        entries: list[DeleteMessageBatchRequestEntryTypeDef] = [
-            {"Id": str(i), "ReceiptHandle": m.get("ReceiptHandle", "")} for i, m in enumerate(messages)
-        ]
-        self._batch_call(
-            lambda: self._sqs.delete_message_batch(QueueUrl=self._payload.queue_url, Entries=entries),
-            messages,
-            consequence="it will be delivered again",
-        )
-
-    def _retry_later(self, config: QueueConfig, messages: Sequence[MessageTypeDef], reasons: dict[str, str]) -> None:
-        if not messages:
-            return
-        entries: list[ChangeMessageVisibilityBatchRequestEntryTypeDef] = []
-        for i, message in enumerate(messages):
-            message_id = message.get("MessageId", "")
-            receive_count = _receive_count(message)
-            delay_s = visibility_backoff_s(
-                receive_count, base_s=config.backoff_base_s, max_s=config.backoff_max_s, rng=self._rng
-            )
-            logger.warning(
-                "message failed; it will be retried after a backoff (or go to the dead-letter queue)",
-                extra={
-                    "message_id": message_id,
-                    "reason": reasons.get(message_id, "the handler reported no outcome for it"),
-                    "receive_count": receive_count,
-                    "retry_in_s": delay_s,
-                },
-            )
-            entries.append(
-                {"Id": str(i), "ReceiptHandle": message.get("ReceiptHandle", ""), "VisibilityTimeout": delay_s}
-            )
-        self._batch_call(
-            lambda: self._sqs.change_message_visibility_batch(QueueUrl=self._payload.queue_url, Entries=entries),
-            messages,
-            consequence="it reappears after its visibility timeout",
-        )
-
-    def _batch_call(self, call: Callable[[], Any], messages: Sequence[MessageTypeDef], *, consequence: str) -> None:
-        """Run a DeleteMessageBatch/ChangeMessageVisibilityBatch; failures are logged, never raised (nothing is lost:
-        a message that was not deleted or hidden simply comes back)."""
-        try:
-            response = retry_transient(call, clock=self._clock)
-        except Exception as exc:
-            logger.warning(
-                f"batch call failed for {len(messages)} message(s); {consequence}",
-                extra={"count": len(messages), "error": f"{type(exc).__name__}: {exc}"},
-            )
-            return
-        for entry in response.get("Failed", []):
-            logger.warning(
-                f"batch call failed for a message; {consequence}",
-                extra={"message_id": messages[int(entry["Id"])].get("MessageId"), "code": entry.get("Code")},
-            )
 
     # -- the end -----------------------------------------------------------------------------------------------
 
@@ -416,10 +348,3 @@ class _Loop:
             )
             return reason, False
         return reason, True
-
-
-def _receive_count(message: MessageTypeDef) -> int:
-    try:
-        return max(1, int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1")))
-    except ValueError:
-        return 1

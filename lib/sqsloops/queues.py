@@ -92,3 +92,12 @@ def redrive_policy(sqs: SQSClient, queue_url: str) -> RedrivePolicy | None:
         dead_letter_arn=str(policy["deadLetterTargetArn"]),
         max_receive_count=int(policy["maxReceiveCount"]),
     )
+
+
+def queue_url_of(sqs: SQSClient, queue_arn: str) -> str:
+    """The URL of the queue an ARN names, as this client's endpoint serves it (GetQueueUrl)."""
+    parts = queue_arn.split(":")
+    if len(parts) != 6 or parts[0] != "arn" or parts[2] != "sqs":
+        raise ConfigError(f"not an SQS queue ARN: {queue_arn!r}")
+    account_id, name = parts[4], parts[5]
+    return sqs.get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account_id)["QueueUrl"]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -12,7 +12,7 @@ from botocore.exceptions import ClientError
 from sqsloops import defaults
 from sqsloops.clock import SYSTEM_CLOCK, Clock
 from sqsloops.errors import ConcurrentUpdateError, ConfigError, NotRegisteredError
-from sqsloops.handlers import PYTHON, parse_handler
+from sqsloops.handlers import KNOWN_KINDS, PYTHON, validate_handler
 from sqsloops.queues import QueueRef
 
 if TYPE_CHECKING:
@@ -57,10 +57,13 @@ class QueueConfig:
     version: int = 0
     extra: dict[str, Any] = field(default_factory=dict)  # attributes written by later versions: kept, not lost
 
-    def validate(self) -> QueueConfig:
-        """Check every field; raise ConfigError naming the first bad one. Returns self for chaining."""
+    def validate(self, *, handler_kinds: Collection[str] = KNOWN_KINDS) -> QueueConfig:
+        """Check every field; raise ConfigError naming the first bad one. Returns self for chaining.
+
+        The handler's kind must be one of `handler_kinds` (sqsloops.handlers.KNOWN_KINDS unless told otherwise).
+        """
         QueueRef.parse(self.queue_url)
-        spec = parse_handler(self.handler)
+        spec = validate_handler(self.handler, kinds=handler_kinds)
         for name, (low, high) in _BOUNDS.items():
             value = getattr(self, name)
             if value is None:
@@ -130,12 +133,20 @@ def _from_attr(attr: dict[str, Any]) -> Any:
 
 
 class Registry:
-    """Reads and writes registrations in the Queues table."""
+    """Reads and writes registrations in the Queues table; `handler_kinds` are the kinds a registration may name."""
 
-    def __init__(self, *, table_name: str, dynamodb: DynamoDBClient, clock: Clock = SYSTEM_CLOCK) -> None:
+    def __init__(
+        self,
+        *,
+        table_name: str,
+        dynamodb: DynamoDBClient,
+        clock: Clock = SYSTEM_CLOCK,
+        handler_kinds: Collection[str] = KNOWN_KINDS,
+    ) -> None:
         self._table = table_name
         self._ddb = dynamodb
         self._clock = clock
+        self._handler_kinds = frozenset(handler_kinds)
 
     def get(self, queue_url: str, *, consistent: bool = True) -> QueueConfig:
         item = self._ddb.get_item(
@@ -154,7 +165,7 @@ class Registry:
     def create(self, config: QueueConfig) -> QueueConfig:
         """Write a new registration; ConfigError if the queue is registered already."""
         now = self._clock.now()
-        stored = replace(config.validate(), created_at=now, updated_at=now, version=1)
+        stored = replace(config.validate(handler_kinds=self._handler_kinds), created_at=now, updated_at=now, version=1)
         try:
             self._ddb.put_item(
                 TableName=self._table,
@@ -169,7 +180,9 @@ class Registry:
 
     def update(self, config: QueueConfig) -> QueueConfig:
         """Replace a registration if nobody changed it since `config` was read (its version)."""
-        stored = replace(config.validate(), updated_at=self._clock.now(), version=config.version + 1)
+        stored = replace(
+            config.validate(handler_kinds=self._handler_kinds), updated_at=self._clock.now(), version=config.version + 1
+        )
         try:
             self._ddb.put_item(
                 TableName=self._table,

@@ -10,11 +10,14 @@ remembers each payload.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
+from sqsloops.dispatch import Dispatchers, Failure, Outcome, core_kinds
+from sqsloops.handlers import KNOWN_KINDS
 from sqsloops.loop import DEREGISTERED, DISABLED, TIME_LEFT, TOKEN_LOST, TOO_SHORT
-from sqsloops.registry import QueueConfig
+from sqsloops.registry import QueueConfig, Registry
 from sqsloops.settings import Settings
 from tests.conftest import Clients
 from tests.conftest import TestQueue as MadeQueue
@@ -130,6 +133,96 @@ def test_an_unimportable_handler_sends_messages_to_the_dead_letter_queue(loops: 
     # Then the loop survived and the messages were kept, in the DLQ
     assert result.reason == TIME_LEFT
     assert loops.bodies(queue.dlq_url) == ["a", "b"]
+
+
+class DeadOnBody:
+    """A dispatcher of the `test:` kind: a message whose body is the target is dead; every other one succeeds."""
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+
+    def dispatch(self, records: list[dict[str, Any]]) -> Outcome:
+        dead = {r["messageId"] for r in records if r["body"] == self.target}
+        return Outcome(
+            succeeded=tuple(r["messageId"] for r in records if r["messageId"] not in dead),
+            failed=tuple(Failure(i, f"{self.target} is never retried", dead=True) for i in sorted(dead)),
+        )
+
+
+class KindForTests:
+    """A handler kind plugged in from a test, as the job runner's `jobs:` will be: sqsloops.dispatch never sees it."""
+
+    def validate(self, target: str) -> None:
+        pass
+
+    def build(self, target: str, config: QueueConfig) -> DeadOnBody:
+        return DeadOnBody(target)
+
+
+def plug_in_test_kind(loops: LoopHarness, kind: KindForTests, queue_url: str, handler: str) -> None:
+    """Give the loop the core kinds plus `test:` (as a composition root adds one), and register the queue with it."""
+    loops.dispatchers = Dispatchers(kinds={**core_kinds(loops.aws.lambda_), "test": kind})
+    registry = Registry(
+        table_name=loops.settings.queues_table, dynamodb=loops.aws.dynamodb, handler_kinds={*KNOWN_KINDS, "test"}
+    )
+    registry.create(QueueConfig(queue_url=queue_url, handler=handler, wait_s=0, backoff_base_s=0, backoff_max_s=0))
+
+
+def test_a_handler_kind_plugged_in_from_outside_runs_and_can_send_a_message_to_the_dlq_at_once(
+    loops: LoopHarness, queue: MadeQueue
+) -> None:
+    # Given a loop given the core kinds plus a `test:` kind, and a queue registered with it (maxReceiveCount 3)
+    plug_in_test_kind(loops, KindForTests(), queue.url, "test:poison")
+    loops.send(queue.url, "a", "poison", "b")
+    token = loops.tokens.create(queue.url)
+
+    # When the loop runs
+    result = loops.run(token)
+
+    # Then the kind handled the batch: the others are done, and the message it declared dead went to the DLQ on its
+    # first failure, not after maxReceiveCount
+    assert (result.processed, result.failed) == (2, 1)
+    assert loops.depth(queue.url) == 0
+    assert loops.bodies(queue.dlq_url) == ["poison"]
+
+
+class BrokenKind(KindForTests):
+    def build(self, target: str, config: QueueConfig) -> DeadOnBody:
+        raise TimeoutError("the kind's catalog cannot be read")
+
+
+def test_a_plugged_in_kind_that_raises_fails_the_batch_with_why_and_loses_nothing(
+    loops: LoopHarness, queue: MadeQueue, logs: LogRecords
+) -> None:
+    # Given a `test:` kind whose build raises every time
+    plug_in_test_kind(loops, BrokenKind(), queue.url, "test:x")
+    loops.send(queue.url, "a")
+
+    # When the loop runs
+    result = loops.run(loops.tokens.create(queue.url))
+
+    # Then the message failed with the reason on every receive, and is kept in the DLQ; the loop went on
+    assert loops.bodies(queue.dlq_url) == ["a"]
+    assert any("TimeoutError: the kind's catalog cannot be read" in r for r in logs.with_field("reason"))
+    assert (result.reason, result.recursed) == (TIME_LEFT, True)
+
+
+def test_a_kind_the_loop_was_not_given_fails_its_messages_with_why_and_the_loop_goes_on(
+    loops: LoopHarness, queue: MadeQueue, logs: LogRecords
+) -> None:
+    # Given a registration of a known kind (jobs:) that this loop has no HandlerKind for
+    loops.register(queue.url, "jobs:app.jobs")
+    loops.send(queue.url, "a", "b")
+    token = loops.tokens.create(queue.url)
+
+    # When the loop runs
+    result = loops.run(token)
+
+    # Then each message failed maxReceiveCount times with the reason, and sits in the DLQ; the loop handed over
+    assert result.failed == 2 * queue.max_receive_count
+    assert loops.bodies(queue.dlq_url) == ["a", "b"]
+    assert any("no handler kind 'jobs'" in reason for reason in logs.with_field("reason"))
+    assert (result.reason, result.recursed) == (TIME_LEFT, True)
 
 
 def test_it_stops_at_the_reserve_and_hands_over_with_the_same_payload(loops: LoopHarness, queue: MadeQueue) -> None:
