@@ -36,6 +36,7 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/cfn-lint template.yaml
 	SAM_CLI_TELEMETRY=0 $(BIN)/sam validate --lint --template template.yaml --region us-east-1
+	$(BIN)/pytest -m build tests/build -q
 
 # arm64 + python3.11 with pure-Python dependencies: no container needed on any host. The venv goes first on PATH so
 # sam finds a python3.11 with pip even where the system has none.

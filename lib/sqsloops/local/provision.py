@@ -6,9 +6,11 @@ them; translate SAM to CloudFormation offline (samtranslator, with a managed-pol
 alarms, Lambda EventInvokeConfig, function layers (and string environment values), reserved concurrency, DynamoDB
 TTL.
 
-The layer zip carries the layer directory as is (for this template: lib/, i.e. the sqsloops package) under
-`python/`. Nothing is downloaded at deploy: the packages of lib/requirements.txt (Powertools) are not bundled;
-workers run with this virtualenv's site-packages behind the layer, where the `local` extra installed them.
+A layer zip carries its ContentUri directory under `python/`: the files its `layer.txt` lists when it has one
+(for this template, lib/layer.txt: the runtime, i.e. sqsloops core and jobs, without ops/, cli/, local/), with
+the rule lib/Makefile applies for `sam build` (see `layer_files`), else the whole directory. Nothing is downloaded
+at deploy: the packages of lib/requirements.txt (Powertools) are not bundled; workers run with this virtualenv's
+site-packages behind the layer, where the `local` extra installed them.
 
 Intrinsics in the skipped resources are resolved by moto's own CloudFormation resolver against the created
 stack (the embedded server runs in this process), so `!Ref`, `!GetAtt`, `!Sub`, `!If` and conditions mean
@@ -66,6 +68,8 @@ COMPLETED_TYPES = (
     "AWS::Lambda::EventInvokeConfig",
 )
 _SKIPPED_FILES = {"__pycache__", ".pytest_cache", ".mypy_cache"}
+# A layer directory holding this file ships only what it lists (the same file lib/Makefile reads for sam build).
+LAYER_MANIFEST = "layer.txt"
 _region_lock = threading.Lock()
 
 
@@ -136,16 +140,56 @@ def zip_directory(directory: Path, *, prefix: str = "") -> bytes:
     return buffer.getvalue()
 
 
+def layer_files(directory: Path) -> list[str] | None:
+    """The files (relative POSIX paths) a layer directory's `layer.txt` lists, sorted; None without a `layer.txt`.
+
+    The rule lib/Makefile's build-LibLayer applies, so `sam build` and the embedded AWS ship the same files: one
+    entry per line (`#` comments and blank lines skipped), a path relative to `directory` that may hold glob
+    characters (not `**`); a matching file ships, a matching directory ships whole; `__pycache__/` and `*.pyc`
+    never ship; an entry that matches nothing ships nothing.
+    """
+    manifest = directory / LAYER_MANIFEST
+    if not manifest.is_file():
+        return None
+    files: set[str] = set()
+    for line in manifest.read_text().splitlines():
+        entry = line.strip()
+        if not entry or entry.startswith("#"):
+            continue
+        if entry.startswith("/") or ".." in Path(entry).parts or "**" in entry:
+            raise DeployError(f"{manifest}: {entry!r} must be a path inside {directory} without '..' or '**'")
+        for match in directory.glob(entry):
+            for path in sorted(match.rglob("*")) if match.is_dir() else [match]:
+                relative = path.relative_to(directory)
+                if path.is_file() and "__pycache__" not in relative.parts and path.suffix != ".pyc":
+                    files.add(relative.as_posix())
+    return sorted(files)
+
+
+def zip_layer(directory: Path) -> bytes:
+    """A layer's zip: what `layer.txt` lists (see `layer_files`) or else the whole directory, under `python/`."""
+    if not directory.is_dir():
+        raise DeployError(f"layer directory not found: {directory}")
+    listed = layer_files(directory)
+    if listed is None:
+        return zip_directory(directory, prefix="python/")
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for relative in listed:
+            archive.write(directory / relative, "python/" + relative)
+    return buffer.getvalue()
+
+
 def package(sam: dict[str, Any], *, base_dir: Path, s3: Any, bucket: str) -> dict[str, Any]:
     """A copy of the template whose local CodeUri/ContentUri point at zips uploaded to s3://bucket."""
     packaged = copy.deepcopy(sam)
     for logical_id, resource in packaged["Resources"].items():
         properties = resource.get("Properties") or {}
-        for key, prefix in (("CodeUri", ""), ("ContentUri", "python/")):
+        for key, zip_code in (("CodeUri", zip_directory), ("ContentUri", zip_layer)):
             location = properties.get(key)
             if not isinstance(location, str) or location.startswith("s3://"):
                 continue
-            body = zip_directory((base_dir / location).resolve(), prefix=prefix)
+            body = zip_code((base_dir / location).resolve())
             s3_key = f"{logical_id}-{hashlib.sha256(body).hexdigest()[:16]}.zip"
             s3.put_object(Bucket=bucket, Key=s3_key, Body=body)
             properties[key] = f"s3://{bucket}/{s3_key}"
