@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 DEMO_ARGS ?=
 
-.PHONY: demo test lint build unit functional e2e clean bench-throughput bench-scaling bench-recovery
+.PHONY: demo test lint build unit functional e2e clean bench-throughput bench-scaling bench-recovery bench-retry-budgets
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is required")'
@@ -58,3 +58,6 @@ bench-scaling: $(STAMP)
 
 bench-recovery: $(STAMP)
 	$(BIN)/python -m bench.recovery $(BENCH_ARGS)
+
+bench-retry-budgets: $(STAMP)
+	$(BIN)/python bench/retry_budgets.py $(BENCH_ARGS)

@@ -8,7 +8,7 @@ from typing import Any
 
 from sqsloops.errors import ConfigError
 from sqsloops.log import logger
-from sqsloops.loop import LoopPayload, run_loop
+from sqsloops.loop import LoopPayload, clipped, run_loop
 from sqsloops.root import Root
 
 MALFORMED_EVENT = "malformed_event"
@@ -29,8 +29,9 @@ def handle(event: Any, context: Any, make_root: Callable[[], Root]) -> dict[str,
     try:
         payload = LoopPayload.parse(event)
     except ConfigError as exc:
-        logger.error("malformed process event; ignoring it", extra={"error": str(exc), "event": repr(event)[:500]})
-        return {"reason": MALFORMED_EVENT, "recursed": False, "error": str(exc)}
+        error = clipped(str(exc))
+        logger.error("malformed process event; ignoring it", extra={"error": error, "event": clipped(repr(event))})
+        return {"reason": MALFORMED_EVENT, "recursed": False, "error": error}
     r: Root = make_root()
     result = run_loop(
         payload,
@@ -39,6 +40,7 @@ def handle(event: Any, context: Any, make_root: Callable[[], Root]) -> dict[str,
         registry=r.cached_registry,
         tokens=r.tokens,
         sqs=r.sqs,
+        receive_sqs=r.clients.sqs_receive,
         dispatchers=r.dispatchers,
         launcher=r.launcher,
         clock=r.clock,

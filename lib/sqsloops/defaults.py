@@ -27,7 +27,20 @@ STALE_AFTER_S = 120  # a token whose last_used is older than this has no live lo
 ALARM_PERIOD_S = 60  # CloudWatch standard-resolution period for SQS metrics
 ALARM_STEPS = 4  # staggered scale-up thresholds per registration
 
-# Transient AWS errors (throttling, 5xx) on control-plane writes
-TRANSIENT_RETRIES = 5
-TRANSIENT_BASE_S = 0.1
-TRANSIENT_MAX_S = 5.0
+# AWS calls: one retry layer, botocore's standard mode, with a worst case derived from the settings (sqsloops.clients)
+CONNECT_TIMEOUT_S = 1.0  # per attempt, every client
+DYNAMODB_READ_TIMEOUT_S = 1.0  # per attempt: heartbeats, claims, token and registration reads and writes
+SQS_READ_TIMEOUT_S = 1.0  # per attempt: settlement (delete, change visibility, send) and queue attributes
+LAMBDA_READ_TIMEOUT_S = 2.0  # per attempt: the asynchronous invoke that starts or hands over a loop
+RECEIVE_READ_MARGIN_S = 2.0  # a long poll's read timeout: the longest wait (MAX_WAIT_S) plus this
+OTHER_READ_TIMEOUT_S = 10.0  # per attempt: CloudWatch, SNS, Scheduler, CloudFormation (never on a loop's path)
+OTHER_MAX_ATTEMPTS = 3  # ... and their attempts (botocore standard mode's default)
+CALL_MAX_ATTEMPTS = 4  # never more attempts per call than this, however much time a budget leaves
+HEARTBEAT_CALL_SHARE = 0.5  # one DynamoDB or SQS call, every attempt and pause included: <= this * heartbeat_s
+HANDOVER_SHARE = 0.8  # the last heartbeat plus the hand-over invoke, worst cases added: <= this * reserve_s
+RETRY_FIRST_BACKOFF_S = 1.0  # botocore standard mode: the pause before retry n is at most this * 2^(n-1) ...
+RETRY_MAX_BACKOFF_S = 20.0  # ... capped here (botocore.retries.standard.ExponentialBackoff)
+
+# The process event
+PAYLOAD_TEXT_MAX_CHARS = 2048  # a loop payload's strings are at most this long; a longer one is a malformed event
+LOG_TEXT_MAX_CHARS = 2000  # a logged event or error text is cut to this many characters (its full length noted)

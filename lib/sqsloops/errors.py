@@ -33,6 +33,22 @@ class TokenLostError(SqsloopsError):
         self.loop_id = loop_id
 
 
+class HopClaimedError(TokenLostError):
+    """The loop's token is at another hop: a repeated (or late) event, or a newer invocation holds it; stop."""
+
+    def __init__(self, queue_url: str, token: str, loop_id: str, *, hop: int, found_hop: int) -> None:
+        super().__init__(queue_url, token, loop_id)
+        if found_hop == hop:
+            why = "another delivery of the same event claimed it"
+        elif found_hop > hop:
+            why = "a later invocation holds it"
+        else:
+            why = "the hop before never claimed it"
+        self.args = (f"token {token} of {queue_url} is at hop {found_hop}, this invocation's is {hop}: {why}",)
+        self.hop = hop
+        self.found_hop = found_hop
+
+
 class TransientAwsError(SqsloopsError):
     """An AWS call kept failing with throttling or a server error; worth retrying later, never fatal."""
 

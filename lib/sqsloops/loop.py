@@ -1,6 +1,8 @@
 """The loop: poll one queue until the invocation's time runs short, then hand over to a fresh invocation.
 
-A loop stops only when its token is gone or carries another loop_id, or its registration is gone or disabled.
+A loop stops only when its token is gone or carries another loop_id, or another invocation claimed its hop (see
+`sqsloops.tokens`: a repeated event, or an older invocation outliving its hand-over), or its registration is gone
+or disabled.
 Handler errors, malformed messages and AWS errors are logged and survived: each batch is settled by
 `sqsloops.settle` (a failed message is hidden for a backoff and retried, and after the queue's maxReceiveCount SQS
 moves it to the dead-letter queue). The loop itself only polls, proves its token, and hands over.
@@ -9,6 +11,7 @@ moves it to the dead-letter queue). The loop itself only polls, proves its token
 from __future__ import annotations
 
 import random
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
@@ -17,7 +20,7 @@ from sqsloops import defaults
 from sqsloops.backoff import compute_backoff_s
 from sqsloops.clock import SYSTEM_CLOCK, Clock
 from sqsloops.dispatch import Dispatchers, Outcome, to_lambda_record
-from sqsloops.errors import ConfigError, NotRegisteredError, TokenLostError
+from sqsloops.errors import ConfigError, HopClaimedError, NotRegisteredError, TokenLostError
 from sqsloops.log import logger
 from sqsloops.queues import QueueRef
 from sqsloops.ratelimit import Pacer
@@ -36,38 +39,72 @@ if TYPE_CHECKING:
 # Why a loop stopped. Only TIME_LEFT hands over to a next invocation.
 TIME_LEFT = "time_left"
 TOKEN_LOST = "token_lost"  # noqa: S105 (a stop reason, not a secret)
+SUPERSEDED = "superseded"  # another invocation claimed this hop or a later one: a repeated event, or a lingering one
 DEREGISTERED = "deregistered"
 DISABLED = "disabled"
 TOO_SHORT = "too_short"  # started with less time than the reserve: recursing would spin, so it does not
 
-_LOG_KEYS = ("queue_url", "token", "loop_id")
+_TEXT_KEYS = ("queue_url", "token", "loop_id")
+_LOG_KEYS = (*_TEXT_KEYS, "hop")
+
+
+def clipped(text: str, limit: int = defaults.LOG_TEXT_MAX_CHARS) -> str:
+    """`text` cut to `limit` characters, saying how long it was: what a log line or a reply may carry of it."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... [cut: {len(text):,} characters in all]"
 
 
 @dataclass(frozen=True)
 class LoopPayload:
-    """The process function's event, and the payload of every self-invocation."""
+    """The process function's event, and the payload of every self-invocation.
+
+    `hop` numbers the invocations of one loop_id: 1 for the first, one more at each hand-over. An event without it
+    (sent before hops existed) is the first hop of its loop_id, so it too is claimed at most once.
+    """
 
     queue_url: str
     token: str
     loop_id: str
+    hop: int = 1
 
     @classmethod
     def parse(cls, event: Any) -> LoopPayload:
-        """Read `{"queue_url", "token", "loop_id"}`, or raise ConfigError saying what is wrong."""
+        """Read `{"queue_url", "token", "loop_id", "hop"}`, or raise ConfigError saying (briefly) what is wrong."""
         if not isinstance(event, dict):
             raise ConfigError(f"process event must be an object, got {type(event).__name__}")
-        values = {key: event.get(key) for key in _LOG_KEYS}
+        values = {key: event.get(key) for key in _TEXT_KEYS}
         bad = [key for key, value in values.items() if not isinstance(value, str) or not value]
         if bad:
             raise ConfigError(f"process event lacks non-empty string(s): {', '.join(bad)}")
-        payload = cls(queue_url=str(values["queue_url"]), token=str(values["token"]), loop_id=str(values["loop_id"]))
+        texts = {key: str(value) for key, value in values.items()}
+        long = [
+            f"{key} ({len(value):,})" for key, value in texts.items() if len(value) > defaults.PAYLOAD_TEXT_MAX_CHARS
+        ]
+        if long:
+            raise ConfigError(
+                f"process event string(s) longer than {defaults.PAYLOAD_TEXT_MAX_CHARS} characters: {', '.join(long)}"
+            )
+        hop = event.get("hop", 1)
+        if isinstance(hop, bool) or not isinstance(hop, int) or hop < 1:
+            raise ConfigError(f"process event hop must be a whole number >= 1, got {clipped(repr(hop), 100)}")
+        payload = cls(queue_url=texts["queue_url"], token=texts["token"], loop_id=texts["loop_id"], hop=hop)
         QueueRef.parse(payload.queue_url)
         return payload
 
-    def to_token(self) -> Token:
-        return Token(queue_url=self.queue_url, slot=self.token, loop_id=self.loop_id, created_at=0.0, last_used=0.0)
+    def to_token(self, *, claimed: bool = True) -> Token:
+        """The token as this invocation holds it: what the launcher hands over (to hop + 1, or to this hop again
+        when this invocation never got its claim through)."""
+        return Token(
+            queue_url=self.queue_url,
+            slot=self.token,
+            loop_id=self.loop_id,
+            created_at=0.0,
+            last_used=0.0,
+            hop=self.hop if claimed else self.hop - 1,
+        )
 
-    def as_dict(self) -> dict[str, str]:
+    def as_dict(self) -> dict[str, str | int]:
         return asdict(self)
 
 
@@ -97,8 +134,12 @@ def run_loop(
     launcher: Launcher,
     clock: Clock = SYSTEM_CLOCK,
     rng: random.Random | None = None,
+    receive_sqs: SQSClient | None = None,
 ) -> LoopResult:
-    """Poll payload.queue_url while remaining_ms() leaves more than settings.reserve_s, then recurse via launcher."""
+    """Poll payload.queue_url while remaining_ms() leaves more than settings.reserve_s, then recurse via launcher.
+
+    receive_sqs long-polls (its read timeout outlasts the longest wait); sqs settles. One client may do both.
+    """
     loop = _Loop(
         payload,
         remaining_ms=remaining_ms,
@@ -106,6 +147,7 @@ def run_loop(
         registry=registry,
         tokens=tokens,
         sqs=sqs,
+        receive_sqs=receive_sqs or sqs,
         dispatchers=dispatchers,
         clock=clock,
         rng=rng,
@@ -140,11 +182,15 @@ class _Loop:
         registry: CachedRegistry,
         tokens: Tokens,
         sqs: SQSClient,
+        receive_sqs: SQSClient,
         dispatchers: Dispatchers,
         clock: Clock,
         rng: random.Random | None,
     ) -> None:
         self._payload = payload
+        self._receive_sqs = receive_sqs
+        self._invocation_id = uuid.uuid4().hex  # tells our own retried claim from another delivery's
+        self._claimed = False  # the token is ours for payload.hop (the first heartbeat is a claim)
         self._remaining_ms = remaining_ms
         self._settings = settings
         self._registry = registry
@@ -176,6 +222,15 @@ class _Loop:
     def _until_heartbeat_s(self) -> float:
         return max(0.0, self._next_heartbeat_s - self._clock.monotonic())
 
+    def _may_call_dynamodb(self) -> bool:
+        """Whether a DynamoDB call started now (a heartbeat, a registration read, a count) ends before the reserve.
+
+        Its client's budget keeps it within HEARTBEAT_CALL_SHARE of heartbeat_s (sqsloops.clients). Inside the
+        reserve the loop makes exactly two calls, the last heartbeat and the hand-over invoke, whose budgets add up
+        to HANDOVER_SHARE of it: so a loop hands over in time even while DynamoDB hangs.
+        """
+        return self._left_s() > defaults.HEARTBEAT_CALL_SHARE * self._settings.heartbeat_s
+
     # -- the loop ----------------------------------------------------------------------------------------------
 
     def poll(self) -> str:
@@ -187,14 +242,20 @@ class _Loop:
                 extra={"remaining_ms": self._remaining_ms(), "reserve_s": self._settings.reserve_s},
             )
             return TOO_SHORT
-        if not self._heartbeat():
-            return TOKEN_LOST
+        stop = self._heartbeat()  # the claim: nothing is received before it has got through
+        if stop:
+            return stop
         while True:
+            if self._left_s() <= 0:
+                return TIME_LEFT
+            # Just before the reserve, the last heartbeat (in finish) proves the token instead.
+            if self._until_heartbeat_s() <= 0 and self._may_call_dynamodb():
+                stop = self._heartbeat()
+                if stop:
+                    return stop
             left_s = self._left_s()
             if left_s <= 0:
                 return TIME_LEFT
-            if self._until_heartbeat_s() <= 0 and not self._heartbeat():
-                return TOKEN_LOST
             unproven_s = self._clock.monotonic() - self._proved_at_s
             if unproven_s > defaults.UNPROVEN_HEARTBEATS * self._settings.heartbeat_s:
                 # DynamoDB keeps failing: consuming on without proof could overlap a loop that the restart sweep
@@ -216,12 +277,12 @@ class _Loop:
             self._errors_in_a_row, base_s=defaults.LOOP_ERROR_BASE_S, max_s=defaults.LOOP_ERROR_MAX_S, rng=self._rng
         )
         failed = isinstance(detail, BaseException)
-        shown = f"{type(detail).__name__}: {detail}" if failed else f"unproven for {detail:.1f} s"
+        shown = clipped(f"{type(detail).__name__}: {detail}") if failed else f"unproven for {detail:.1f} s"
         logger.warning(message, extra={"detail": shown, "in_a_row": self._errors_in_a_row}, exc_info=failed)
         self._clock.sleep(min(pause_s, left_s, self._settings.heartbeat_s))
 
     def _iterate(self, left_s: float) -> str | None:
-        stop = self._load_config()
+        stop = self._load_config(refresh=self._may_call_dynamodb())
         if stop:
             return stop
         config = self._config
@@ -234,7 +295,7 @@ class _Loop:
         # Long-poll, but wake up in time for the reserve and the next heartbeat.
         wait_s = int(min(config.wait_s, left_s, max(self._until_heartbeat_s(), LONG_POLL_FLOOR_S)))
         try:
-            messages = self._sqs.receive_message(
+            messages = self._receive_sqs.receive_message(
                 QueueUrl=self._payload.queue_url,
                 MaxNumberOfMessages=wanted,
                 WaitTimeSeconds=wait_s,
@@ -261,8 +322,11 @@ class _Loop:
 
     # -- registration and heartbeat ----------------------------------------------------------------------------
 
-    def _load_config(self) -> str | None:
-        """Refresh the registration (cached); a stop reason if it is gone or disabled."""
+    def _load_config(self, *, refresh: bool) -> str | None:
+        """Refresh the registration (cached; not at all unless `refresh`, once read); a stop reason if it is gone
+        or disabled."""
+        if not refresh and self._config is not None:
+            return None
         try:
             config = self._registry.get(self._payload.queue_url)
         except NotRegisteredError:
@@ -270,7 +334,7 @@ class _Loop:
         except Exception as exc:
             if self._config is None:
                 raise  # nothing to go on yet: back off and try again
-            logger.warning("cannot re-read the registration; keeping the last one", extra={"error": str(exc)})
+            logger.warning("cannot re-read the registration; keeping the last one", extra={"error": clipped(str(exc))})
             return None
         if not config.enabled:
             return DISABLED
@@ -279,30 +343,50 @@ class _Loop:
             self._apply_rate(refresh_live_loops=self._live_loops is None)
         return None
 
-    def _heartbeat(self) -> bool:
-        """Prove the token and flush counters; False when the token is lost. Any other failure: carry on."""
+    def _heartbeat(self) -> str | None:
+        """Claim (first) or prove the token for this hop, and flush counters; a stop reason when it is not ours.
+
+        Any other failure (throttling, 5xx): None, carry on; the next iteration tries again, and an invocation whose
+        claim has not got through receives nothing (it is unproven).
+        """
         pending = self._pending
+        payload = self._payload
+        counters = {"processed": pending.processed, "failed": pending.failed, "invocations": pending.invocations}
         try:
-            self._tokens.heartbeat(
-                self._payload.queue_url,
-                self._payload.token,
-                self._payload.loop_id,
-                processed=pending.processed,
-                failed=pending.failed,
-                invocations=pending.invocations,
+            if self._claimed:
+                self._tokens.heartbeat(payload.queue_url, payload.token, payload.loop_id, hop=payload.hop, **counters)
+            else:
+                self._tokens.claim(
+                    payload.queue_url,
+                    payload.token,
+                    payload.loop_id,
+                    hop=payload.hop,
+                    invocation_id=self._invocation_id,
+                    **counters,
+                )
+        except HopClaimedError as exc:
+            message = (
+                "hop claimed by a later invocation: stopping (it consumes now)"
+                if self._claimed
+                else "hop already claimed: this event was delivered more than once (or late); stopping without "
+                "receiving"
             )
+            logger.warning(message, extra={"error": clipped(str(exc)), "found_hop": exc.found_hop})
+            return SUPERSEDED
         except TokenLostError as exc:
-            logger.info("token lost: the loop was scaled down or taken over", extra={"error": str(exc)})
-            return False
+            logger.info("token lost: the loop was scaled down or taken over", extra={"error": clipped(str(exc))})
+            return TOKEN_LOST
         except Exception as exc:  # throttling, 5xx, anything else: retried at the next iteration
-            logger.warning("heartbeat failed; carrying on", extra={"error": f"{type(exc).__name__}: {exc}"})
-            return True
+            action = "heartbeat" if self._claimed else "claim"
+            logger.warning(f"{action} failed; carrying on", extra={"error": clipped(f"{type(exc).__name__}: {exc}")})
+            return None
+        self._claimed = True
         self._pending = _Counters()
         self._proved_at_s = self._clock.monotonic()
         self._next_heartbeat_s = self._proved_at_s + self._settings.heartbeat_s
         if self._config is not None and self._config.rate_per_s:
-            self._apply_rate(refresh_live_loops=True)
-        return True
+            self._apply_rate(refresh_live_loops=self._may_call_dynamodb())
+        return None
 
     def _apply_rate(self, *, refresh_live_loops: bool) -> None:
         """Pace to the registration's rate split across the live loops (recounted at heartbeats)."""
@@ -314,7 +398,7 @@ class _Loop:
             try:
                 self._live_loops = max(1, self._tokens.count(self._payload.queue_url))
             except Exception as exc:
-                logger.warning("cannot count live loops; keeping the last count", extra={"error": str(exc)})
+                logger.warning("cannot count live loops; keeping the last count", extra={"error": clipped(str(exc))})
         live = self._live_loops or 1
         self._pacer.set_rate(config.rate_per_s / live, batch_size=config.batch_size)
 
@@ -331,20 +415,24 @@ class _Loop:
     # -- the end -----------------------------------------------------------------------------------------------
 
     def finish(self, reason: str, launcher: Launcher) -> tuple[str, bool]:
-        """Flush counters with a last heartbeat, then hand over to a fresh invocation if time ran out."""
-        if reason in (TOO_SHORT, TOKEN_LOST):
+        """Flush counters with a last heartbeat, then hand over to a fresh invocation if time ran out.
+
+        Receiving has stopped by now, so the next invocation never overlaps this one. It gets hop + 1; or this hop
+        again if this invocation's claim never got through (then whichever copy claimed it, if any, goes on alone).
+        """
+        if reason in (TOO_SHORT, TOKEN_LOST, SUPERSEDED):
             return reason, False
-        token_kept = self._heartbeat()
+        lost = self._heartbeat()
         if reason != TIME_LEFT:
             return reason, False
-        if not token_kept:
-            return TOKEN_LOST, False
+        if lost:
+            return lost, False
         try:
-            launcher.start(self._payload.to_token())
+            launcher.start(self._payload.to_token(claimed=self._claimed))
         except Exception as exc:
             logger.error(
                 "cannot start the next invocation; the restart sweep will resume this token",
-                extra={"error": f"{type(exc).__name__}: {exc}"},
+                extra={"error": clipped(f"{type(exc).__name__}: {exc}")},
             )
             return reason, False
         return reason, True

@@ -12,7 +12,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING
 
 from sqsloops.alarm_scaling import AlarmScaling
-from sqsloops.clients import Clients
+from sqsloops.clients import ClientBudgets, Clients
 from sqsloops.clock import SYSTEM_CLOCK, Clock
 from sqsloops.dispatch import Dispatchers, core_kinds
 from sqsloops.fleet import Fleet
@@ -26,7 +26,10 @@ if TYPE_CHECKING:
 
 
 class Root:
-    """`launcher` replaces the one that invokes the stack's process function (a test seam)."""
+    """`launcher` replaces the one that invokes the stack's process function (a test seam).
+
+    Clients built here get budgets from `settings` (see sqsloops.clients); given ones keep their own.
+    """
 
     def __init__(
         self,
@@ -37,7 +40,7 @@ class Root:
         launcher: Launcher | None = None,
     ) -> None:
         self.settings = settings
-        self.clients = clients or Clients()
+        self.clients = clients or Clients(budgets=ClientBudgets.for_settings(settings))
         self.clock = clock
         self._launcher = launcher
 

@@ -24,7 +24,7 @@ from sqsloops.clock import SYSTEM_CLOCK, Clock
 from sqsloops.dispatch import Failure, Outcome
 from sqsloops.log import logger
 from sqsloops.queues import QueueRef, queue_url_of, redrive_policy
-from sqsloops.transient import retry_transient
+from sqsloops.transient import call_aws
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -157,7 +157,7 @@ class Settler:
         for message, failure in dead:
             request = self._dead_letter_copy(dlq_url, message)
             try:
-                retry_transient(functools.partial(self._sqs.send_message, **request), clock=self._clock)
+                call_aws(functools.partial(self._sqs.send_message, **request))
             except Exception as exc:
                 logger.warning(
                     "cannot send a dead message to the dead-letter queue; it will be retried instead",
@@ -178,12 +178,12 @@ class Settler:
         if self._dead_letter_queue is not None:
             return self._dead_letter_queue
         try:
-            policy = retry_transient(lambda: redrive_policy(self._sqs, self._queue_url), clock=self._clock)
+            policy = call_aws(lambda: redrive_policy(self._sqs, self._queue_url))
             if policy is None:
                 found = _DeadLetterQueue(None, "the queue has no dead-letter queue (no RedrivePolicy)")
             else:
                 arn = policy.dead_letter_arn
-                found = _DeadLetterQueue(retry_transient(lambda: queue_url_of(self._sqs, arn), clock=self._clock))
+                found = _DeadLetterQueue(call_aws(lambda: queue_url_of(self._sqs, arn)))
         except Exception as exc:
             return _DeadLetterQueue(None, f"cannot look up the dead-letter queue: {_describe(exc)}")
         self._dead_letter_queue = found
@@ -212,7 +212,7 @@ class Settler:
     ) -> None:
         """Run a batch call, retrying transient errors; log each message it failed for, never raise."""
         try:
-            response = retry_transient(call, clock=self._clock)
+            response = call_aws(call)
         except Exception as exc:
             for message in messages:
                 _log_settlement_failure(action, message, _describe(exc), consequence)

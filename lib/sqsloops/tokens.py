@@ -3,6 +3,13 @@
 A loop holds (token, loop_id). It may run only while its token exists and still carries its loop_id:
 scale-down retires tokens, the restart sweep re-issues a loop_id when it takes a stale token over.
 
+Within one loop_id, every invocation has a hop number (its payload's `hop`) and claims the token for it before it
+receives anything: a conditional write that moves the token's `hop` from hop - 1 to hop. The starter of a loop
+(create, take_over: hop 0) sends hop 1; each hand-over sends its own hop + 1. A second delivery of the same event
+(Lambda may deliver an asynchronous event twice; a retried Invoke whose first attempt got through) finds the hop
+already claimed and stops; every heartbeat also requires the token's hop to be the invocation's own, so an older
+invocation still running after a newer one claimed stops too. One consumer per slot, even when events repeat.
+
 A token's id is its slot (slot-0000, slot-0001, ...), created only if that slot is free. Scale-ups that race can
 therefore only compete for the same slots below max_loops, never add up beyond it: the bound holds by construction.
 
@@ -23,8 +30,8 @@ from botocore.exceptions import ClientError
 
 from sqsloops import defaults
 from sqsloops.clock import SYSTEM_CLOCK, Clock
-from sqsloops.errors import TokenLostError
-from sqsloops.transient import retry_transient
+from sqsloops.errors import HopClaimedError, TokenLostError
+from sqsloops.transient import call_aws
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -76,6 +83,7 @@ class Token:
     invocations: int = 0
     retired_at: float | None = None  # set when scale-down retired the token: its loop is stopping
     reusable_at: float | None = None  # a retired slot may get a new token only after this (epoch seconds)
+    hop: int = 0  # the last invocation that claimed the token under this loop_id (0: none yet, it is starting)
 
     @classmethod
     def from_item(cls, item: dict[str, Any]) -> Token:
@@ -96,6 +104,7 @@ class Token:
             invocations=int(number("invocations")),
             retired_at=optional("retired_at"),
             reusable_at=optional("reusable_at"),
+            hop=int(number("hop")),
         )
 
     @property
@@ -114,13 +123,27 @@ class Token:
     def is_stale(self, now: float, stale_after_s: float) -> bool:
         return now - self.last_used > stale_after_s
 
-    def payload(self) -> dict[str, str]:
-        """The process function's event: what a loop needs to find and prove its token."""
-        return {"queue_url": self.queue_url, "token": self.slot, "loop_id": self.loop_id}
+    def payload(self) -> dict[str, str | int]:
+        """The event of the token's next invocation: what it needs to find its token and claim it (hop + 1)."""
+        return {"queue_url": self.queue_url, "token": self.slot, "loop_id": self.loop_id, "hop": self.hop + 1}
 
 
 def _conditional_failed(exc: ClientError) -> bool:
     return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
+
+
+def _item_found(exc: ClientError) -> dict[str, Any]:
+    """The item a failed condition saw (ReturnValuesOnConditionCheckFailure=ALL_OLD); empty when there was none."""
+    found: dict[str, Any] = cast(dict[str, Any], exc.response).get("Item", {})
+    return found
+
+
+def _lost(exc: ClientError, queue_url: str, token: str, loop_id: str, hop: int | None) -> TokenLostError:
+    """Why a write conditional on (loop_id, hop) failed: another hop holds the token, or it is not this loop's."""
+    found = _item_found(exc)
+    if hop is not None and found.get("loop_id", {}).get("S") == loop_id:
+        return HopClaimedError(queue_url, token, loop_id, hop=hop, found_hop=int(found.get("hop", {}).get("N", "0")))
+    return TokenLostError(queue_url, token, loop_id)
 
 
 class Tokens:
@@ -157,9 +180,10 @@ class Tokens:
             "processed": {"N": "0"},
             "failed": {"N": "0"},
             "invocations": {"N": "0"},
+            "hop": {"N": "0"},
         }
         try:
-            retry_transient(
+            call_aws(
                 lambda: self._ddb.put_item(
                     TableName=self._table,
                     Item=item,
@@ -167,16 +191,64 @@ class Tokens:
                     ExpressionAttributeNames={"#t": "token"},
                     ExpressionAttributeValues={":now": {"N": repr(now)}},
                     ReturnValuesOnConditionCheckFailure="ALL_OLD",
-                ),
-                clock=self._clock,
+                )
             )
         except ClientError as exc:
             if not _conditional_failed(exc):
                 raise
             # Ours after all when a retry follows a write whose response was lost: the item carries our loop_id.
-            existing: dict[str, Any] = cast(dict[str, Any], exc.response).get("Item", {})
-            return token if existing.get("loop_id", {}).get("S") == token.loop_id else None
+            return token if _item_found(exc).get("loop_id", {}).get("S") == token.loop_id else None
         return token
+
+    def claim(
+        self,
+        queue_url: str,
+        token: str,
+        loop_id: str,
+        *,
+        hop: int,
+        invocation_id: str,
+        processed: int = 0,
+        failed: int = 0,
+        invocations: int = 0,
+    ) -> None:
+        """An invocation's first heartbeat: take the token for `hop`, only if the last claim was hop - 1.
+
+        Hop 1 also claims a token written before hops existed (no `hop` attribute). HopClaimedError if this loop's
+        token is at another hop: hop or later was claimed already (this event is a repeat, or late), or hop - 1
+        never was. TokenLostError if the token is gone or carries another loop_id. TransientAwsError as heartbeat().
+        `invocation_id` tells a retried claim whose first attempt went through unseen from a repeated event's.
+        """
+        previous = "hop = :previous OR attribute_not_exists(hop)" if hop == 1 else "hop = :previous"
+        try:
+            call_aws(
+                lambda: self._ddb.update_item(
+                    TableName=self._table,
+                    Key=self._key(queue_url, token),
+                    UpdateExpression="SET last_used = :now, hop = :hop, claimed_by = :me ADD #p :p, #f :f, #i :i",
+                    ConditionExpression=f"attribute_exists(#t) AND loop_id = :mine AND ({previous})",
+                    ExpressionAttributeNames={"#t": "token", "#p": "processed", "#f": "failed", "#i": "invocations"},
+                    ExpressionAttributeValues={
+                        ":now": {"N": repr(self._clock.now())},
+                        ":mine": {"S": loop_id},
+                        ":hop": {"N": str(hop)},
+                        ":previous": {"N": str(hop - 1)},
+                        ":me": {"S": invocation_id},
+                        ":p": {"N": str(processed)},
+                        ":f": {"N": str(failed)},
+                        ":i": {"N": str(invocations)},
+                    },
+                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                )
+            )
+        except ClientError as exc:
+            if not _conditional_failed(exc):
+                raise
+            found = _item_found(exc)
+            mine = (found.get("loop_id", {}).get("S"), found.get("hop", {}).get("N"), found.get("claimed_by", {}))
+            if mine == (loop_id, str(hop), {"S": invocation_id}):
+                return  # a retry of our own claim, whose first attempt (counters included) went through unseen
+            raise _lost(exc, queue_url, token, loop_id, hop) from exc
 
     def heartbeat(
         self,
@@ -187,50 +259,58 @@ class Tokens:
         processed: int = 0,
         failed: int = 0,
         invocations: int = 0,
+        hop: int | None = None,
     ) -> None:
-        """Prove the loop is still wanted, and add its counters.
+        """Prove the loop is still wanted (and, given `hop`, that no later invocation claimed it), add its counters.
 
-        TokenLostError if the token is gone or carries another loop_id: the caller must stop.
-        TransientAwsError if DynamoDB keeps throttling or failing: the caller must carry on and try again.
+        TokenLostError if the token is gone or carries another loop_id, HopClaimedError (one) if it is at another
+        hop: the caller must stop. TransientAwsError if DynamoDB kept throttling or failing within the client's
+        budget: the caller must carry on and try again. Loops always pass their hop; without one (an operator's
+        tool) the heartbeat is fenced by the loop_id alone.
         """
-
-        def write() -> None:
-            self._ddb.update_item(
-                TableName=self._table,
-                Key=self._key(queue_url, token),
-                # "processed" is a DynamoDB reserved word: every counter goes through a name placeholder.
-                UpdateExpression="SET last_used = :now ADD #p :p, #f :f, #i :i",
-                ConditionExpression="attribute_exists(#t) AND loop_id = :mine",
-                ExpressionAttributeNames={"#t": "token", "#p": "processed", "#f": "failed", "#i": "invocations"},
-                ExpressionAttributeValues={
-                    ":now": {"N": repr(self._clock.now())},
-                    ":mine": {"S": loop_id},
-                    ":p": {"N": str(processed)},
-                    ":f": {"N": str(failed)},
-                    ":i": {"N": str(invocations)},
-                },
-            )
-
+        condition = "attribute_exists(#t) AND loop_id = :mine"
+        values = {
+            ":now": {"N": repr(self._clock.now())},
+            ":mine": {"S": loop_id},
+            ":p": {"N": str(processed)},
+            ":f": {"N": str(failed)},
+            ":i": {"N": str(invocations)},
+        }
+        if hop is not None:
+            condition += " AND hop = :hop"
+            values[":hop"] = {"N": str(hop)}
         try:
-            retry_transient(write, clock=self._clock)
+            call_aws(
+                lambda: self._ddb.update_item(
+                    TableName=self._table,
+                    Key=self._key(queue_url, token),
+                    # "processed" is a DynamoDB reserved word: every counter goes through a name placeholder.
+                    UpdateExpression="SET last_used = :now ADD #p :p, #f :f, #i :i",
+                    ConditionExpression=condition,
+                    ExpressionAttributeNames={"#t": "token", "#p": "processed", "#f": "failed", "#i": "invocations"},
+                    ExpressionAttributeValues=values,
+                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                )
+            )
         except ClientError as exc:
             if _conditional_failed(exc):
-                raise TokenLostError(queue_url, token, loop_id) from exc
+                raise _lost(exc, queue_url, token, loop_id, hop) from exc
             raise
 
     def take_over(self, stale: Token) -> Token:
-        """Give a stale token a fresh loop_id, only if nobody else did since it was read.
+        """Give a stale token a fresh loop_id (at hop 0: its first invocation claims hop 1), only if nobody else did
+        since it was read.
 
         Two sweepers racing on the same token: exactly one wins, the other gets TokenLostError.
         """
         now = self._clock.now()
         new_loop_id = uuid.uuid4().hex
         try:
-            retry_transient(
+            call_aws(
                 lambda: self._ddb.update_item(
                     TableName=self._table,
                     Key=self._key(stale.queue_url, stale.slot),
-                    UpdateExpression="SET loop_id = :new, last_used = :now",
+                    UpdateExpression="SET loop_id = :new, last_used = :now, hop = :zero REMOVE claimed_by",
                     ConditionExpression="attribute_exists(#t) AND loop_id = :old AND last_used = :seen"
                     " AND attribute_not_exists(retired_at)",
                     ExpressionAttributeNames={"#t": "token"},
@@ -239,9 +319,9 @@ class Tokens:
                         ":now": {"N": repr(now)},
                         ":old": {"S": stale.loop_id},
                         ":seen": {"N": repr(stale.last_used)},
+                        ":zero": {"N": "0"},
                     },
-                ),
-                clock=self._clock,
+                )
             )
         except ClientError as exc:
             if _conditional_failed(exc):
@@ -267,7 +347,7 @@ class Tokens:
         """
         now = self._clock.now()
         try:
-            retry_transient(
+            call_aws(
                 lambda: self._ddb.update_item(
                     TableName=self._table,
                     Key=self._key(queue_url, token),
@@ -279,8 +359,7 @@ class Tokens:
                         ":now": {"N": repr(now)},
                         ":reusable": {"N": repr(now + grace_s)},
                     },
-                ),
-                clock=self._clock,
+                )
             )
         except ClientError as exc:
             if _conditional_failed(exc):
@@ -296,7 +375,7 @@ class Tokens:
         if retired.reusable_at is None or not retired.reusable(self._clock.now()):
             return False
         try:
-            retry_transient(
+            call_aws(
                 lambda: self._ddb.delete_item(
                     TableName=self._table,
                     Key=self._key(retired.queue_url, retired.slot),
@@ -305,8 +384,7 @@ class Tokens:
                         ":retired": {"S": RETIRED},
                         ":seen": {"N": repr(retired.reusable_at)},
                     },
-                ),
-                clock=self._clock,
+                )
             )
         except ClientError as exc:
             if _conditional_failed(exc):
@@ -319,11 +397,10 @@ class Tokens:
 
         Its loop stops at its next heartbeat, but the slot is free at once: to stop a loop, retire() its token.
         """
-        old = retry_transient(
+        old = call_aws(
             lambda: self._ddb.delete_item(
                 TableName=self._table, Key=self._key(queue_url, token), ReturnValues="ALL_OLD"
-            ),
-            clock=self._clock,
+            )
         )
         return "Attributes" in old
 

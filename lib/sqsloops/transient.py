@@ -1,16 +1,17 @@
-"""Retrying AWS calls that failed for reasons that pass (throttling, 5xx) and nothing else."""
+"""AWS failures that pass (throttling, 5xx, dropped connections), and what is left of them once retries are spent.
+
+There is one retry layer: botocore's standard mode, with attempts and timeouts per client from `sqsloops.clients`,
+so that one call never outlasts the time its caller has. `call_aws` makes the call once more than nothing: it
+names a transient failure that outlasted those retries (TransientAwsError) and lets every other error through.
+"""
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable
 from typing import TypeVar
 
 from botocore.exceptions import ClientError, ConnectionError, ReadTimeoutError
 
-from sqsloops import defaults
-from sqsloops.backoff import compute_backoff_s
-from sqsloops.clock import SYSTEM_CLOCK, Clock
 from sqsloops.errors import TransientAwsError
 
 T = TypeVar("T")
@@ -47,26 +48,14 @@ def is_transient(exc: BaseException) -> bool:
     return error.get("Code", "") in TRANSIENT_CODES or status >= 500
 
 
-def retry_transient(
-    call: Callable[[], T],
-    *,
-    attempts: int = defaults.TRANSIENT_RETRIES,
-    base_s: float = defaults.TRANSIENT_BASE_S,
-    max_s: float = defaults.TRANSIENT_MAX_S,
-    clock: Clock = SYSTEM_CLOCK,
-    rng: random.Random | None = None,
-) -> T:
-    """Call, retrying transient failures with jittered backoff; raise TransientAwsError when they persist.
+def call_aws(call: Callable[[], T]) -> T:
+    """Call once (the client retries within its budget); raise TransientAwsError if a transient failure persisted.
 
-    Every other exception (a failed condition, a validation error) propagates at once: retrying cannot fix it.
+    Every other exception (a failed condition, a validation error) propagates as it is: retrying cannot fix it.
     """
-    for attempt in range(1, attempts + 1):
-        try:
-            return call()
-        except Exception as exc:
-            if not is_transient(exc):
-                raise
-            if attempt == attempts:
-                raise TransientAwsError(f"gave up after {attempts} attempts: {exc}") from exc
-            clock.sleep(compute_backoff_s(attempt, base_s=base_s, max_s=max_s, rng=rng))
-    raise AssertionError("unreachable")  # pragma: no cover
+    try:
+        return call()
+    except Exception as exc:
+        if is_transient(exc):
+            raise TransientAwsError(f"gave up within the client's retry budget: {exc}") from exc
+        raise

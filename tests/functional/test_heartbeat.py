@@ -8,7 +8,6 @@ before-call hook on the loop's DynamoDB client; time is a FakeClock (see tests/f
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import pytest
 
@@ -17,7 +16,7 @@ from sqsloops.settings import Settings
 from sqsloops.tokens import Tokens
 from tests.conftest import Clients
 from tests.conftest import TestQueue as MadeQueue
-from tests.fixtures.loop_kit import LoopHarness, server_error, throttle
+from tests.fixtures.loop_kit import LoopHarness, lose_responses, server_error, throttle
 
 
 @pytest.fixture
@@ -143,22 +142,14 @@ def test_a_token_is_created_only_in_a_free_slot(loops: LoopHarness, queue: MadeQ
 
 
 def test_a_create_retried_after_a_lost_response_is_still_its_own(loops: LoopHarness, queue: MadeQueue) -> None:
-    # Given DynamoDB answering the first PutItem with a 500 although the item was written
-    lost: list[str] = []
-
-    def lose_the_response(http_response: Any, parsed: dict[str, Any], model: Any, **_: Any) -> None:
-        if model.name == "PutItem" and not lost:
-            lost.append(model.name)
-            http_response.status_code = 500
-            parsed["Error"] = {"Code": "InternalServerError", "Message": "injected after the write"}
-
-    loops.aws.dynamodb.meta.events.register("after-call.dynamodb.PutItem", lose_the_response)
+    # Given DynamoDB writing the first PutItem but its response lost, so that the client retries it
+    lost = lose_responses(loops.aws.dynamodb, "dynamodb.PutItem")
     tokens = Tokens(table_name=loops.settings.loops_table, dynamodb=loops.aws.dynamodb, clock=loops.clock)
 
     # When a token is created in slot 0 (the retry finds the slot taken, by itself)
     token = tokens.create(queue.url, slot=0)
 
     # Then the creator knows the token is its own, so it starts the loop
-    assert lost == ["PutItem"]
+    assert lost == [1]
     assert token is not None
     assert loops.token_item(token) == token

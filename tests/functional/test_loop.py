@@ -225,7 +225,7 @@ def test_a_kind_the_loop_was_not_given_fails_its_messages_with_why_and_the_loop_
     assert (result.reason, result.recursed) == (TIME_LEFT, True)
 
 
-def test_it_stops_at_the_reserve_and_hands_over_with_the_same_payload(loops: LoopHarness, queue: MadeQueue) -> None:
+def test_it_stops_at_the_reserve_and_hands_over_to_the_next_hop(loops: LoopHarness, queue: MadeQueue) -> None:
     # Given a registered queue and a token
     loops.register(queue.url)
     token = loops.tokens.create(queue.url)
@@ -233,10 +233,11 @@ def test_it_stops_at_the_reserve_and_hands_over_with_the_same_payload(loops: Loo
     # When an invocation has 20 s before its reserve
     result = loops.run(token, budget_s=20)
 
-    # Then it polled until then, not beyond, and started the next invocation with the same payload
+    # Then it polled until then, not beyond, and started the next invocation: the same loop, one hop further
     assert result.reason == TIME_LEFT
     assert 20 <= loops.clock.elapsed_s < 21
-    assert loops.launcher.started == [token.payload()]
+    assert token.payload()["hop"] == 1
+    assert loops.launcher.started == [{**token.payload(), "hop": 2}]
 
 
 def test_it_does_not_start_another_invocation_once_stopped(loops: LoopHarness, queue: MadeQueue) -> None:
@@ -342,9 +343,11 @@ def test_every_log_line_names_the_loop_and_the_last_says_why_it_stopped(
     # When it runs
     loops.run(token, budget_s=5)
 
-    # Then each line carries the queue, the token and the loop id, and the last one the exit reason
+    # Then each line carries the queue, the token, the loop id and the hop, and the last one the exit reason
     assert logs.lines
-    assert all({k: line.get(k) for k in ("queue_url", "token", "loop_id")} == token.payload() for line in logs.lines)
+    assert all(
+        {k: line.get(k) for k in ("queue_url", "token", "loop_id", "hop")} == token.payload() for line in logs.lines
+    )
     assert (logs.lines[-1]["message"], logs.lines[-1]["reason"]) == ("loop stopped", TIME_LEFT)
 
 

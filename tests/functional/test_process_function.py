@@ -11,12 +11,13 @@ from typing import Any
 import pytest
 
 from process import app
+from sqsloops import defaults
 from sqsloops.loop import TIME_LEFT, LoopPayload
 from sqsloops.root import Root
 from sqsloops.settings import Settings
 from tests.conftest import Clients
 from tests.conftest import TestQueue as MadeQueue
-from tests.fixtures.loop_kit import FakeClock, FakeLambdaContext, LoopHarness
+from tests.fixtures.loop_kit import FakeClock, FakeLambdaContext, LoopHarness, capture_logs
 
 EVENTS = Path(__file__).parent.parent.parent / "events"
 
@@ -83,10 +84,11 @@ def test_the_next_invocation_in_the_environment_reuses_its_registration_cache(
     app.root.cache_clear()
     try:
         first = app.handler(token.payload(), RealTimeContext(budget_s=10.5))
-        # When the registration is deleted and the same environment runs the next invocation within the cache TTL
+        # When the registration is deleted and the same environment runs the next invocation (the next hop) within
+        # the cache TTL
         environment.registry.delete(queue.url)
         environment.send(queue.url, "after the delete")
-        second = app.handler(token.payload(), RealTimeContext(budget_s=10.5))
+        second = app.handler({**token.payload(), "hop": 2}, RealTimeContext(budget_s=10.5))
     finally:
         app.root.cache_clear()
 
@@ -119,8 +121,25 @@ def _no_root() -> Root:
         {"queue_url": "https://sqs.us-east-1.amazonaws.com/123456789012/work", "token": "t"},
         {"queue_url": "not a url", "token": "t", "loop_id": "l"},
         {"queue_url": "https://sqs.us-east-1.amazonaws.com/123456789012/work", "token": 7, "loop_id": "l"},
+        *(
+            {
+                "queue_url": "https://sqs.us-east-1.amazonaws.com/123456789012/work",
+                "token": "t",
+                "loop_id": "l",
+                "hop": h,
+            }
+            for h in (0, -1, True, "2", 1.5, None)
+        ),
     ],
-    ids=["null", "list", "empty", "no-loop-id", "bad-url", "token-not-a-string"],
+    ids=[
+        "null",
+        "list",
+        "empty",
+        "no-loop-id",
+        "bad-url",
+        "token-not-a-string",
+        *(f"hop-{h!r}" for h in (0, -1, True, "2", 1.5, None)),
+    ],
 )
 def test_a_malformed_event_is_logged_and_dropped_without_raising(event: Any, clock: FakeClock) -> None:
     # When Lambda delivers an event that is not a loop payload (no environment is even needed)
@@ -129,6 +148,36 @@ def test_a_malformed_event_is_logged_and_dropped_without_raising(event: Any, clo
     # Then nothing is attempted and nothing raised (a retry could not help)
     assert summary["reason"] == app.MALFORMED_EVENT
     assert summary["recursed"] is False
+
+
+HUGE = 5_000_000
+
+
+@pytest.mark.parametrize(
+    "queue_url",
+    [
+        "not a url " + "x" * HUGE,
+        "https://sqs.us-east-1.amazonaws.com/123456789012/" + "x" * HUGE,
+        "https://" + "sqs" * (HUGE // 3) + ".amazonaws.com/123456789012/work",  # a queue URL but for its size
+    ],
+    ids=["not-a-url", "bad-name", "huge-host"],
+)
+def test_a_huge_malformed_event_logs_a_short_line_and_says_why(queue_url: str, clock: FakeClock) -> None:
+    # Given an event whose queue_url is 5 MB
+    event = {"queue_url": queue_url, "token": "slot-0000", "loop_id": "l", "hop": 1}
+
+    # When Lambda delivers it
+    with capture_logs() as logs:
+        summary = app.handle(event, FakeLambdaContext(clock, deadline_s=60), _no_root)
+
+    # Then it is dropped as malformed, and neither the log line nor the reply carries more than a capped excerpt,
+    # saying how long the text was
+    assert (summary["reason"], summary["recursed"]) == (app.MALFORMED_EVENT, False)
+    [line] = logs.lines
+    assert len(json.dumps(line)) < 3 * defaults.LOG_TEXT_MAX_CHARS
+    assert len(summary["error"]) < defaults.LOG_TEXT_MAX_CHARS + 100
+    assert "characters in all" in line["event"]
+    assert "5,000," in line["event"]
 
 
 def test_the_sample_event_is_a_loop_payload() -> None:
