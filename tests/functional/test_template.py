@@ -260,11 +260,10 @@ def test_no_policy_grants_all_actions_of_a_service(cfn: dict[str, Any]) -> None:
 def test_the_process_function_may_poll_forward_and_heartbeat(cfn: dict[str, Any]) -> None:
     assert {
         "sqs:ReceiveMessage",
-        "sqs:DeleteMessage",
-        "sqs:DeleteMessageBatch",
+        "sqs:DeleteMessage",  # DeleteMessageBatch is authorized by it, ChangeMessageVisibilityBatch by the next
         "sqs:ChangeMessageVisibility",
-        "sqs:ChangeMessageVisibilityBatch",
         "sqs:GetQueueAttributes",
+        "sqs:SendMessage",  # dead messages, to the DLQ
         "dynamodb:GetItem",
         "dynamodb:UpdateItem",
         "dynamodb:Query",
@@ -282,7 +281,6 @@ def test_scaling_functions_may_manage_tokens_and_start_loops(cfn: dict[str, Any]
         "dynamodb:UpdateItem",
         "dynamodb:DeleteItem",
         "sqs:GetQueueAttributes",
-        "sqs:GetQueueUrl",
         "lambda:InvokeFunction",
     } <= allowed_actions(cfn, function)
 
