@@ -130,7 +130,11 @@ def run_demo(context: Context, args: argparse.Namespace) -> int:
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     options = DemoOptions(
-        messages=args.messages, max_loops=args.max_loops, deadline_s=args.deadline_s, workdir=out.resolve()
+        messages=args.messages,
+        max_loops=args.max_loops,
+        deadline_s=args.deadline_s,
+        workdir=out.resolve(),
+        queue_prefix=stack,  # the stack's loops may use only queues named after it (template.yaml)
     )
     log_path = out / LOG_NAME
     with log_path.open("w", encoding="utf-8") as log, _interrupt_on_sigterm():
