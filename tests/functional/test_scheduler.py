@@ -18,7 +18,7 @@ from botocore.exceptions import ClientError
 from moto.awslambda.models import LambdaFunction
 
 from sqsloops.clock import ManualClock
-from sqsloops.local.scheduler import Scheduler, aws_cron_to_croniter
+from sqsloops.local.scheduler import Scheduler
 from tests.conftest import ACCOUNT, REGION, Clients, create_function
 
 ROLE_ARN = f"arn:aws:iam::{ACCOUNT}:role/scheduler"
@@ -172,10 +172,10 @@ def test_a_stall_catches_up_one_firing_not_a_burst(aws: Clients) -> None:
     assert [json.loads(body)["time"] for body in env.read(url)] == ["2025-03-07T08:31:00Z", "2025-03-07T08:36:00Z"]
 
 
-def test_a_cron_schedule_fires_in_its_timezone_in_real_time(aws: Clients) -> None:
-    # Given a 09:30 New York cron schedule (14:30 UTC in March before DST) with context attributes in its Input,
-    # on a scheduler compressing rate() 60x (cron stays real time)
-    env = Env(aws, time_scale=60, now="2025-03-07T14:28:00")
+def test_a_cron_schedule_fires_in_its_timezone(aws: Clients) -> None:
+    # Given a 09:30 New York cron schedule (14:30 UTC in March before DST) with context attributes in its Input
+    # (compressed cron schedules: tests/functional/test_local_scheduler_jobs.py)
+    env = Env(aws, now="2025-03-07T14:28:00")
     url, arn = env.queue()
     env.schedule(
         "morning",
@@ -211,14 +211,6 @@ def test_a_cron_rule_reads_aws_day_of_week_numbers(aws: Clients) -> None:
     # Then only Friday's fired
     assert (thursday, friday) == ([], ["fridays"])
     assert json.loads(env.read(url)[0])["time"] == "2025-03-07T12:00:00Z"
-
-
-def test_aws_cron_fields_become_croniter_fields() -> None:
-    assert aws_cron_to_croniter("0 12 ? * 6L *") == ("0 12 * * L5", None)
-    assert aws_cron_to_croniter("15 10 ? * 2#1 2025-2026") == ("15 10 * * 1#1", frozenset({2025, 2026}))
-    assert aws_cron_to_croniter("0/5 8-17 ? * MON-FRI *") == ("0/5 8-17 * * MON-FRI", None)
-    assert aws_cron_to_croniter("0 0 L * ? *") == ("0 0 L * *", None)
-    assert aws_cron_to_croniter("0 0 ? * 1,7 *") == ("0 0 * * 0,6", None)
 
 
 @pytest.mark.parametrize(("after_completion", "remains"), [("DELETE", False), ("NONE", True)])

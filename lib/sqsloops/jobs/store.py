@@ -454,6 +454,26 @@ class JobStore:
                 raise JobNotFoundError(job_id) from conflict.cause
             raise NotCancellableError(job_id, conflict.current.state) from conflict.cause
 
+    def forget(self, job_id: str) -> bool:
+        """Delete a job's row while it is still queued or scheduled: the enqueuer takes back the row of a job whose
+        message or schedule could not be sent, so a failed enqueue leaves nothing behind (and the id is free again).
+        False when there is no such row or it has moved on (a runner saw the job after all): it is kept."""
+        _check_id(job_id)
+        listed = {f":s{index}": _attr(state.value) for index, state in enumerate(sorted(INITIAL))}
+        try:
+            self._ddb.delete_item(
+                TableName=self._table,
+                Key=_key(schema.job_pk(job_id)),
+                ConditionExpression=f"#state IN ({', '.join(listed)})",
+                ExpressionAttributeNames={"#state": "state"},
+                ExpressionAttributeValues=listed,
+            )
+        except ClientError as exc:
+            if _conditional_failed(exc):
+                return False
+            raise
+        return True
+
     def requeue_for_redrive(self, job_id: str, *, ttl_s: float | None = None) -> JobRecord | Refused:
         """Before its message is moved back from the DLQ: dead -> queued, attempts reset to 0.
 

@@ -3,8 +3,13 @@
 Supported: rules with rate()/cron() on the default bus (the only bus AWS allows schedules on), and schedules with
 rate()/cron()/at(), each honouring its timezone, StartDate/EndDate and ActionAfterCompletion. Targets: Lambda
 (invoked with InvocationType Event, as EventBridge does) and SQS; other targets are logged once and skipped.
-rate() intervals are divided by time_scale, so a compressed demo sees its schedules sooner; cron() and at() name
-wall-clock times and stay real. Every time comes from the injected Clock, so tests move time without sleeping.
+Time compression: rate() intervals are divided by time_scale; a schedule's cron() and at() run on its own timeline,
+which starts when the schedule was made and runs time_scale times faster, so a one-hour delay at x60 fires a minute
+after it was made and a minutely cron fires every second, its <aws.scheduler.scheduled-time> one minute apart on
+that timeline. cron() firing times come from sqsloops.jobs.cron (Scheduler's daylight-saving rules: a local time
+that does not exist is skipped, one that happens twice fires once), the code the job layer previews ticks with.
+A failed schedule delivery goes to the target's DeadLetterConfig queue at once (AWS first retries per its
+RetryPolicy). Every time comes from the injected Clock, so tests move time without sleeping.
 
 A tick fires each schedule at most once however late it is (a stalled process catches up one firing, never a
 burst), and a change of a rule or schedule restarts its cadence from the time the change is seen.
@@ -20,14 +25,16 @@ import re
 import threading
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
-from croniter import croniter
+from botocore.exceptions import ClientError
 
 from sqsloops.clock import SYSTEM_CLOCK, Clock
+from sqsloops.errors import ConfigError
+from sqsloops.jobs.cron import CronExpression, check_timezone, next_fire_times
 from sqsloops.local.ticker import Ticker
 from sqsloops.log import logger
 
@@ -41,8 +48,9 @@ _RATE = re.compile(r"^rate\((\d+)\s+(minute|minutes|hour|hours|day|days)\)$")
 _CRON = re.compile(r"^cron\((.*)\)$")
 _AT = re.compile(r"^at\((\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})\)$")
 _UNIT_S = {"minute": 60, "hour": 3600, "day": 86400}
-_YEARS = (1970, 2199)  # the year range AWS cron accepts
 _TICK_MAX_S, _TICK_MIN_S = 1.0, 0.02
+_CRON_PRECISION_S = 60.0  # Scheduler fires within the minute; a cron's firings are at least a minute apart
+_DLQ_MESSAGE_MAX = 256
 
 
 @dataclass(frozen=True)
@@ -62,6 +70,8 @@ class _Trigger(Protocol):
 
     def next_after(self, moment: float) -> float | None: ...
 
+    def nominal(self, moment: float) -> float: ...
+
 
 @dataclass(frozen=True)
 class _Rate:
@@ -75,47 +85,70 @@ class _Rate:
         steps = math.floor((moment - self.anchor) / self.interval_s) + 1
         return self.anchor + max(steps, 1) * self.interval_s
 
+    def nominal(self, moment: float) -> float:
+        return moment  # a compressed rate() reports real times: nothing reads its timeline
+
 
 @dataclass(frozen=True)
 class _Cron:
-    expression: str  # croniter's five fields
-    zone: ZoneInfo
-    years: frozenset[int] | None  # None: every year
+    """A cron() expression's firings, computed by sqsloops.jobs.cron (Scheduler's DST rules, the very code the job
+    layer previews ticks and finds missed runs with). Under time compression the schedule lives on its own
+    timeline, which starts at `anchor` and runs `scale` times faster: its firings are that timeline's cron times,
+    and `nominal` maps a real instant back to it (what <aws.scheduler.scheduled-time> says)."""
+
+    expression: str  # Scheduler's cron(...)
+    timezone: str
+    anchor: float
+    scale: float = 1.0
+    not_before: float | None = None  # StartDate, on the schedule's timeline
 
     def first(self, now: float) -> float | None:
         return self.next_after(now)
 
+    def nominal(self, moment: float) -> float:
+        return round(self.anchor + (moment - self.anchor) * self.scale, 3)
+
     def next_after(self, moment: float) -> float | None:
-        base = datetime.fromtimestamp(moment, self.zone)
-        for _ in range(1000):
-            candidate: datetime = croniter(self.expression, base).get_next(datetime)
-            if self.years is None or candidate.year in self.years:
-                return candidate.timestamp()
-            later = [year for year in self.years if year > candidate.year]
-            if not later:
-                return None
-            base = datetime(min(later), 1, 1, tzinfo=self.zone) - timedelta(seconds=1)
-        return None
+        after = self.nominal(moment)
+        if self.not_before is not None and after < self.not_before:
+            after = self.not_before - 0.001  # StartDate itself may fire
+        found = next_fire_times(self.expression, self.timezone, datetime.fromtimestamp(after, UTC), 1)
+        if not found:
+            return None
+        return self.anchor + (found[0].timestamp() - self.anchor) / self.scale
 
 
 @dataclass(frozen=True)
 class _At:
+    """One firing at `at` on the schedule's timeline, which under compression starts at `anchor` (when the
+    schedule was made) and runs `scale` times faster: a one-hour delay at x60 fires a minute after it was made."""
+
     at: float
+    anchor: float = 0.0
+    scale: float = 1.0
 
     def first(self, now: float) -> float | None:
-        return self.at  # already past when first seen: fired once at once, as a late firing
+        if self.at <= self.anchor:
+            return self.at  # already past when made or first seen: fired once at once, as a late firing
+        return self.anchor + (self.at - self.anchor) / self.scale
 
     def next_after(self, moment: float) -> float | None:
         return None
+
+    def nominal(self, moment: float) -> float:
+        return self.at
 
 
 def parse_expression(
     expression: str, *, timezone: str = "UTC", time_scale: float = 1.0, anchor: float = 0.0, allow_at: bool = True
 ) -> _Trigger:
-    """The trigger of a schedule expression; ValueError if AWS would not accept it or croniter cannot run it."""
+    """The trigger of a schedule expression; ValueError if AWS would not accept it (or sqsloops cannot compute it).
+
+    rate() intervals are divided by time_scale; cron() and at() run on the schedule's own timeline from `anchor`,
+    time_scale times faster (see _Cron and _At)."""
     try:
-        zone = ZoneInfo(timezone)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
+        check_timezone(timezone)
+    except ConfigError as exc:
         raise ValueError(f"unknown timezone {timezone!r}") from exc
     expression = expression.strip()
     if match := _RATE.match(expression):
@@ -123,82 +156,16 @@ def parse_expression(
         if value < 1 or (value == 1) == unit.endswith("s"):
             raise ValueError(f"{expression!r}: rate(1 unit) or rate(n units) with n > 1")
         return _Rate(interval_s=value * _UNIT_S[unit.rstrip("s")] / time_scale, anchor=anchor)
-    if match := _CRON.match(expression):
-        five, years = aws_cron_to_croniter(match.group(1))
-        trigger = _Cron(expression=five, zone=zone, years=years)
+    if _CRON.match(expression):
         try:
-            trigger.next_after(anchor)
-        except Exception as exc:  # croniter raises several types for what it cannot parse
-            raise ValueError(f"{expression!r}: {exc}") from exc
-        return trigger
+            CronExpression.parse(expression)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from exc
+        return _Cron(expression=expression, timezone=timezone, anchor=anchor, scale=time_scale)
     if allow_at and (match := _AT.match(expression)):
-        moment = datetime.fromisoformat(match.group(1)).replace(tzinfo=zone)
-        return _At(at=moment.timestamp())
+        moment = datetime.fromisoformat(match.group(1)).replace(tzinfo=ZoneInfo(timezone))
+        return _At(at=moment.timestamp(), anchor=anchor, scale=time_scale)
     raise ValueError(f"{expression!r} is not a supported schedule expression")
-
-
-def aws_cron_to_croniter(body: str) -> tuple[str, frozenset[int] | None]:
-    """AWS's six cron fields (day-of-week 1-7 = SUN-SAT, ? and year) as croniter's five, plus the allowed years."""
-    fields = body.split()
-    if len(fields) != 6:
-        raise ValueError(f"cron({body}) needs 6 fields: minutes hours day-of-month month day-of-week year")
-    minute, hour, dom, month, dow, year = fields
-    if "?" not in (dom, dow) or dom == dow:
-        raise ValueError(f"cron({body}): exactly one of day-of-month and day-of-week must be ?")
-    if "LW" in dom.upper():
-        raise ValueError(f"cron({body}): LW (last weekday of the month) is not supported locally")
-    dom = "*" if dom == "?" else dom
-    dow = "*" if dow == "?" else ",".join(_aws_dow_item(item) for item in dow.split(","))
-    croniter_expression = " ".join((minute, hour, dom, month, dow))
-    if not croniter.is_valid(croniter_expression):
-        raise ValueError(f"cron({body}) is not a valid cron expression")
-    return croniter_expression, _years(year)
-
-
-def _aws_dow_item(item: str) -> str:
-    def day(token: str) -> str:
-        if not token.isdigit():
-            return token  # a name (MON) or *
-        number = int(token)
-        if not 1 <= number <= 7:
-            raise ValueError(f"day-of-week {token} is not in 1-7")
-        return str(number - 1)
-
-    upper = item.upper()
-    if upper == "L":
-        return "6"  # L alone: the last day of the week, Saturday
-    if "#" in item:
-        weekday, nth = item.split("#", 1)
-        return f"{day(weekday)}#{nth}"
-    if upper.endswith("L"):
-        return f"L{day(item[:-1])}"
-    if "/" in item:
-        base, step = item.split("/", 1)
-        return f"{_aws_dow_item(base)}/{step}"
-    if "-" in item:
-        low, high = item.split("-", 1)
-        return f"{day(low)}-{day(high)}"
-    return day(item)
-
-
-def _years(field: str) -> frozenset[int] | None:
-    if field in ("*", "?"):
-        return None
-    years: set[int] = set()
-    for item in field.split(","):
-        span, _, step_text = item.partition("/")
-        step = int(step_text) if step_text else 1
-        if span == "*":
-            low, high = _YEARS
-        elif "-" in span:
-            low, high = (int(part) for part in span.split("-", 1))
-        else:
-            low = int(span)
-            high = _YEARS[1] if step_text else low
-        if not (_YEARS[0] <= low <= high <= _YEARS[1]) or step < 1:
-            raise ValueError(f"year field {field!r} is not within {_YEARS[0]}-{_YEARS[1]}")
-        years.update(range(low, high + 1, step))
-    return frozenset(years)
 
 
 @dataclass(frozen=True)
@@ -295,6 +262,8 @@ class Scheduler:
     def tick_s(self) -> float:
         """A quarter of the shortest scaled rate() interval, at most 1 s (cron and at() have minute precision)."""
         rates = [track.trigger.interval_s for track in self._tracks.values() if isinstance(track.trigger, _Rate)]
+        if any(isinstance(track.trigger, _Cron) for track in self._tracks.values()):
+            rates.append(_CRON_PRECISION_S / self._time_scale)  # a compressed minute
         return max(_TICK_MIN_S, min([_TICK_MAX_S, *(rate / 4 for rate in rates)]))
 
     # -- listing ---------------------------------------------------------------------------------------------
@@ -343,36 +312,52 @@ class Scheduler:
         signature = (spec.expression, spec.timezone, spec.start, spec.end, spec.version)
         track = self._tracks.get(spec.key)
         if track is None or track.signature != signature:
-            anchor = max(now, spec.start) if spec.start is not None else now
             try:
-                trigger = parse_expression(
-                    spec.expression,
-                    timezone=spec.timezone,
-                    time_scale=self._time_scale,
-                    anchor=anchor,
-                    allow_at=spec.kind == SCHEDULE,
-                )
+                trigger = self._trigger(spec, now)
             except ValueError as exc:
                 self._log_once(spec.key, f"invalid schedule expression, never fired: {exc}")
                 return None
-            track = self._tracks[spec.key] = _Track(signature, trigger, trigger.first(anchor))
+            first_from = max(now, spec.start) if spec.start is not None and isinstance(trigger, _Rate) else now
+            track = self._tracks[spec.key] = _Track(signature, trigger, trigger.first(first_from))
         due = track.next_at
         if due is None or now < due:
             return None
-        track.next_at = track.trigger.next_after(max(now, due))  # missed firings are dropped, never a burst
-        recurring = not isinstance(track.trigger, _At)
-        if recurring and spec.end is not None and due > spec.end:
+        trigger = track.trigger
+        track.next_at = trigger.next_after(max(now, due))  # missed firings are dropped, never a burst
+        recurring = not isinstance(trigger, _At)  # Scheduler ignores StartDate and EndDate for at()
+        scheduled = trigger.nominal(due)
+        if recurring and spec.end is not None and scheduled > spec.end:
             track.next_at = None
             self._complete(spec)
             return None
-        delivered, failed = self._fire(spec, due)
-        if not recurring or track.next_at is None or (spec.end is not None and track.next_at > spec.end):
+        delivered, failed = self._fire(spec, scheduled)
+        after = None if track.next_at is None else trigger.nominal(track.next_at)
+        if not recurring or after is None or (spec.end is not None and after > spec.end):
             self._complete(spec)
         logger.info(
             "schedule fired",
             extra={"kind": spec.kind, "schedule": spec.name, "delivered": delivered, "failed": failed},
         )
-        return Fired(spec.kind, spec.name, spec.arn, due, tuple(delivered), tuple(failed))
+        return Fired(spec.kind, spec.name, spec.arn, scheduled, tuple(delivered), tuple(failed))
+
+    def _trigger(self, spec: _Spec, now: float) -> _Trigger:
+        """The trigger of a rule or schedule as listed now. A schedule's cron() and at() timeline starts when it was
+        made or last changed (LastModificationDate, unless that is ahead of the clock: a test's ManualClock),
+        rate()'s at its StartDate or now, as before."""
+        made = _epoch(spec.version) if spec.kind == SCHEDULE else None
+        anchor = made if made is not None and made <= now else now
+        if _RATE.match(spec.expression.strip()):
+            anchor = max(now, spec.start) if spec.start is not None else now
+        trigger = parse_expression(
+            spec.expression,
+            timezone=spec.timezone,
+            time_scale=self._time_scale,
+            anchor=anchor,
+            allow_at=spec.kind == SCHEDULE,
+        )
+        if isinstance(trigger, _Cron) and spec.start is not None:
+            trigger = replace(trigger, not_before=spec.start)
+        return trigger
 
     def _complete(self, spec: _Spec) -> None:
         """A schedule with nothing left to fire: deleted when its ActionAfterCompletion says so."""
@@ -387,20 +372,50 @@ class Scheduler:
             event = scheduled_event(spec.arn, due)
             for page in self._events.get_paginator("list_targets_by_rule").paginate(Rule=spec.name):
                 deliveries.extend((target, self._rule_payload(spec, target, event)) for target in page["Targets"])
-        elif spec.target is not None:
-            deliveries.append((spec.target, _schedule_payload(spec, due)))
+        execution_id = str(uuid.uuid4())
+        if spec.kind == SCHEDULE and spec.target is not None:
+            deliveries.append((spec.target, _schedule_payload(spec, due, execution_id)))
         delivered: list[str] = []
         failed: list[str] = []
         for target, payload in deliveries:
             arn = str(target["Arn"])
             try:
                 self._deliver(spec, target, payload)
-            except Exception:
+            except Exception as exc:
                 logger.exception("schedule target not reached", extra={"schedule": spec.name, "target": arn})
                 failed.append(arn)
+                if spec.kind == SCHEDULE:
+                    self._dead_letter(spec, target, payload, exc, execution_id)
             else:
                 delivered.append(arn)
         return delivered, failed
+
+    def _dead_letter(
+        self, spec: _Spec, target: dict[str, Any], payload: str, error: Exception, execution_id: str
+    ) -> None:
+        """A schedule's undelivered input goes to its DeadLetterConfig queue, if it has one, with the details in
+        message attributes. AWS retries (RetryPolicy) before that; locally a delivery fails at once."""
+        dlq = (target.get("DeadLetterConfig") or {}).get("Arn")
+        if not dlq:
+            return
+        code = error.response.get("Error", {}).get("Code", "") if isinstance(error, ClientError) else ""
+        details = {
+            "ERROR_CODE": code or type(error).__name__,
+            "ERROR_MESSAGE": str(error)[:_DLQ_MESSAGE_MAX],
+            "EXECUTION_ID": execution_id,
+            "SCHEDULE_ARN": spec.arn,
+            "TARGET_ARN": str(target["Arn"]),
+            "RETRY_ATTEMPTS": "0",
+        }
+        attributes: dict[str, Any] = {
+            name: {"DataType": "String", "StringValue": value or "-"} for name, value in details.items()
+        }
+        try:
+            self._sqs.send_message(
+                QueueUrl=self._queue_url(str(dlq)), MessageBody=payload, MessageAttributes=attributes
+            )
+        except Exception:
+            logger.exception("schedule dead-letter queue not reached", extra={"schedule": spec.name, "dlq": dlq})
 
     def _rule_payload(self, spec: _Spec, target: dict[str, Any], event: dict[str, Any]) -> str:
         if target.get("Input") is not None:
@@ -458,13 +473,16 @@ def scheduled_event(rule_arn: str, due: float) -> dict[str, Any]:
     }
 
 
-def _schedule_payload(spec: _Spec, due: float) -> str:
-    """A schedule target's Input with EventBridge Scheduler's context attributes filled in ("{}" without one)."""
+def _schedule_payload(spec: _Spec, scheduled: float, execution_id: str | None = None) -> str:
+    """A schedule target's Input with EventBridge Scheduler's context attributes filled in ("{}" without one).
+
+    `scheduled` is the firing's time on the schedule's timeline (compressed locally), in whole seconds as Scheduler
+    writes it; the execution id is one per firing, as on AWS."""
     text = str((spec.target or {}).get("Input") or "{}")
     context = {
         "<aws.scheduler.schedule-arn>": spec.arn,
-        "<aws.scheduler.scheduled-time>": datetime.fromtimestamp(due, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "<aws.scheduler.execution-id>": str(uuid.uuid4()),
+        "<aws.scheduler.scheduled-time>": datetime.fromtimestamp(scheduled, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "<aws.scheduler.execution-id>": execution_id or str(uuid.uuid4()),
         "<aws.scheduler.attempt-number>": "1",
     }
     for placeholder, value in context.items():
