@@ -1,4 +1,5 @@
-"""Restart: every minute (EventBridge schedule), reconcile every queue's loop count and restart stale loops."""
+"""Restart: every minute (EventBridge schedule), reconcile every queue's loop count and restart stale loops; and, as the
+process function's OnFailure destination, revive a loop whose invocation failed (sqsloops.restart.revive)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
-from sqsloops.restart import restart
+from sqsloops.restart import FailedInvocation, restart, revive
 from sqsloops.root import Root
 
 
@@ -21,8 +22,11 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
 
 def handle(event: dict[str, Any], context: Any, make_root: Callable[[], Root]) -> dict[str, Any]:
-    """The event (a Scheduled Event) carries nothing we need: every run looks at the whole table."""
+    """A Lambda destination record (the process function's OnFailure): revive that one loop at once. Any other event
+    (the schedule's, which carries nothing we need): reconcile and sweep the whole table."""
     r = make_root()
+    if FailedInvocation.is_record(event):
+        return {"revival": revive(event, registry=r.registry, tokens=r.tokens, launcher=r.launcher).as_dict()}
     summary = restart(
         registry=r.registry,
         tokens=r.tokens,

@@ -29,4 +29,10 @@ def scale_down(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
 
 def handle(event: dict[str, Any], context: Any, make_root: Callable[[], Root], *, up: bool) -> dict[str, Any]:
-    return {"results": [result.as_dict() for result in make_root().alarm_scaling.on_event(event, up=up)]}
+    """Every record acted on in its own guard; bad records and failed ones are counted beside the results."""
+    results = make_root().alarm_scaling.on_event(event, up=up)
+    return {
+        "results": [result.as_dict() for result in results],
+        "bad_records": sum(result.bad_record for result in results),
+        "errors": sum(result.action == "error" for result in results),
+    }

@@ -5,7 +5,7 @@ for the same slots: together they never hold more than the highest `desired` ask
 max_loops, which makes max_loops a hard bound on the token count at every moment, not a target trimmed back to.
 
 Scale-down retires tokens rather than deleting them: a retired loop may consume until its next heartbeat check, so
-its slot stays closed for a grace (`sqsloops.tokens.retirement_grace_s`). Live loops and loops still stopping then
+its slot stays closed for a grace (`sqsloops.scaling.retirement_grace_s`). Live loops and loops still stopping then
 occupy distinct slots below max_loops, so at most max_loops loops consume at any instant.
 """
 
@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from sqsloops.clock import SYSTEM_CLOCK, Clock
 from sqsloops.launcher import Launcher
 from sqsloops.log import logger
-from sqsloops.tokens import Token, Tokens, retirement_grace_s
+from sqsloops.scaling import Target, retirement_grace_s
+from sqsloops.tokens import Token, Tokens
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,20 @@ class Fleet:
             change = Change(queue_url, before, before)
         if change.before != change.after or change.lost_races:
             logger.info("loops converged", extra={**change.__dict__, "desired": desired})
+        return change
+
+    def move(self, queue_url: str, target: Target, *, visibility_timeout_s: float) -> Change:
+        """Converge toward a decision of sqsloops.scaling: up to target.up_to, then down to target.down_to."""
+        if target.up_to is not None and target.up_to == target.down_to:
+            return self.converge(queue_url, target.up_to, visibility_timeout_s=visibility_timeout_s)
+        change: Change | None = None
+        if target.up_to is not None:
+            change = self.converge(queue_url, target.up_to, allow_down=False, visibility_timeout_s=visibility_timeout_s)
+        if target.down_to is not None:
+            down = self.converge(queue_url, target.down_to, allow_up=False, visibility_timeout_s=visibility_timeout_s)
+            change = down if change is None else change.then(down)
+        if change is None:
+            raise ValueError(f"a target moves in at least one direction, got {target}")
         return change
 
     def cap(self, queue_url: str, max_loops: int, *, visibility_timeout_s: float) -> Change:

@@ -21,16 +21,18 @@ which nobody may create a token in that slot. Retired tokens are not loops: list
 
 from __future__ import annotations
 
+import builtins
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 from botocore.exceptions import ClientError
 
-from sqsloops import defaults
+from sqsloops import scaling
 from sqsloops.clock import SYSTEM_CLOCK, Clock
 from sqsloops.errors import HopClaimedError, TokenLostError
+from sqsloops.log import logger
 from sqsloops.transient import call_aws
 
 if TYPE_CHECKING:
@@ -38,19 +40,9 @@ if TYPE_CHECKING:
 
 SLOT_PREFIX = "slot-"
 RETIRED = "retired"  # the loop_id of a retired token: never a loop's (those are uuid4 hex)
-LONG_POLL_FLOOR_S = 1.0  # the loop never long-polls for less, even when its heartbeat check is due sooner
-
-
-def retirement_grace_s(*, heartbeat_s: float, visibility_timeout_s: float) -> float:
-    """How long a retired slot stays unusable: the longest a loop may go on consuming without proving its token.
-
-    A loop checks its token at the top of an iteration once heartbeat_s has passed since its last check; if that
-    check cannot reach DynamoDB it goes on, but stops receiving once UNPROVEN_HEARTBEATS periods have passed without
-    a proof. An iteration is one receive (woken up by the check's due time, or after LONG_POLL_FLOOR_S) plus one
-    batch, which may take as long as its messages stay hidden (visibility_timeout_s; past that SQS hands them to
-    another consumer anyway). So a loop whose token was retired is done consuming once this grace has passed.
-    """
-    return defaults.UNPROVEN_HEARTBEATS * heartbeat_s + LONG_POLL_FLOOR_S + visibility_timeout_s
+# Decided in sqsloops.scaling (the stale bound, one formula); named here too, where the loop and the fleet look.
+LONG_POLL_FLOOR_S = scaling.LONG_POLL_FLOOR_S
+retirement_grace_s = scaling.retirement_grace_s
 
 
 def slot_name(slot: int) -> str:
@@ -67,6 +59,40 @@ def slot_index_of(token: str) -> int | None:
         return None
     slot = int(digits)
     return slot if slot_name(slot) == token else None
+
+
+class UnreadableTokenError(ValueError):
+    """A Loops item whose attributes cannot be read as a token (written by hand, or by a handler in the loop's role)."""
+
+    def __init__(self, key: str, error: str) -> None:
+        super().__init__(f"token item {key} cannot be read: {error}")
+        self.key = key
+
+
+def _key_of(item: dict[str, Any]) -> str:
+    """An item's key, as a log line shows it, whatever its attributes hold."""
+    parts = []
+    for name in ("queue_url", "token"):
+        attr = item.get(name)
+        parts.append(str(attr.get("S", attr)) if isinstance(attr, dict) else repr(attr))
+    return "/".join(parts)[:500]
+
+
+def read_tokens(
+    items: Iterable[dict[str, Any]], unreadable: list[UnreadableTokenError] | None = None
+) -> Iterator[Token]:
+    """Each item read in its own guard: an unreadable one is logged with its key (and added to `unreadable`, when
+    given) and skipped, so one bad item never stops a listing or the sweep.
+
+    A live loop's next heartbeat rewrites last_used (and a retirement its loop_id), which mends the usual damage.
+    """
+    for item in items:
+        try:
+            yield Token.from_item(item)
+        except UnreadableTokenError as exc:
+            logger.error("unreadable token item skipped", extra={"key": exc.key, "error": str(exc)})
+            if unreadable is not None:
+                unreadable.append(exc)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -87,25 +113,30 @@ class Token:
 
     @classmethod
     def from_item(cls, item: dict[str, Any]) -> Token:
-        def number(name: str) -> float:
-            return float(item[name]["N"]) if name in item else 0.0
+        """The token an item holds; UnreadableTokenError (naming its key) if an attribute has the wrong type."""
+        try:
 
-        def optional(name: str) -> float | None:
-            return float(item[name]["N"]) if name in item else None
+            def number(name: str) -> float:
+                return float(item[name]["N"]) if name in item else 0.0
 
-        return cls(
-            queue_url=item["queue_url"]["S"],
-            slot=item["token"]["S"],
-            loop_id=item.get("loop_id", {}).get("S", ""),
-            created_at=number("created_at"),
-            last_used=number("last_used"),
-            processed=int(number("processed")),
-            failed=int(number("failed")),
-            invocations=int(number("invocations")),
-            retired_at=optional("retired_at"),
-            reusable_at=optional("reusable_at"),
-            hop=int(number("hop")),
-        )
+            def optional(name: str) -> float | None:
+                return float(item[name]["N"]) if name in item else None
+
+            return cls(
+                queue_url=item["queue_url"]["S"],
+                slot=item["token"]["S"],
+                loop_id=item.get("loop_id", {}).get("S", ""),
+                created_at=number("created_at"),
+                last_used=number("last_used"),
+                processed=int(number("processed")),
+                failed=int(number("failed")),
+                invocations=int(number("invocations")),
+                retired_at=optional("retired_at"),
+                reusable_at=optional("reusable_at"),
+                hop=int(number("hop")),
+            )
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
+            raise UnreadableTokenError(_key_of(item), f"{type(exc).__name__}: {exc}") from exc
 
     @property
     def retired(self) -> bool:
@@ -121,7 +152,8 @@ class Token:
         return slot_index_of(self.slot)
 
     def is_stale(self, now: float, stale_after_s: float) -> bool:
-        return now - self.last_used > stale_after_s
+        """No live loop holds it: see sqsloops.scaling.is_stale."""
+        return scaling.is_stale(self.last_used, now, stale_after_s=stale_after_s)
 
     def payload(self) -> dict[str, str | int]:
         """The event of the token's next invocation: what it needs to find its token and claim it (hop + 1)."""
@@ -407,16 +439,13 @@ class Tokens:
     def list(self, queue_url: str, *, live: bool = True) -> list[Token]:
         """The loops of one queue (live=False: retired tokens too), oldest first (consistent read, paginated)."""
         paginator = self._ddb.get_paginator("query")
-        tokens = [
-            Token.from_item(item)
-            for page in paginator.paginate(
-                TableName=self._table,
-                KeyConditionExpression="queue_url = :q",
-                ExpressionAttributeValues={":q": {"S": queue_url}},
-                ConsistentRead=True,
-            )
-            for item in page.get("Items", [])
-        ]
+        pages = paginator.paginate(
+            TableName=self._table,
+            KeyConditionExpression="queue_url = :q",
+            ExpressionAttributeValues={":q": {"S": queue_url}},
+            ConsistentRead=True,
+        )
+        tokens = list(read_tokens(item for page in pages for item in page.get("Items", [])))
         return sorted((t for t in tokens if not (live and t.retired)), key=lambda t: (t.created_at, t.slot))
 
     def count(self, queue_url: str) -> int:
@@ -434,15 +463,19 @@ class Tokens:
             )
         )
 
-    def scan(self, *, page_size: int | None = None) -> Iterator[Token]:
-        """Every token of every queue, retired ones included (consistent, paginated): the restart sweep's view."""
+    def scan(
+        self, *, page_size: int | None = None, unreadable: builtins.list[UnreadableTokenError] | None = None
+    ) -> Iterator[Token]:
+        """Every token of every queue, retired ones included (consistent, paginated): the restart sweep's view.
+
+        An item that cannot be read is skipped (see `read_tokens`; given `unreadable`, added to it).
+        """
         paginator = self._ddb.get_paginator("scan")
         options: dict[str, Any] = {"TableName": self._table, "ConsistentRead": True}
         if page_size:
             options["PaginationConfig"] = {"PageSize": page_size}
-        for page in paginator.paginate(**options):
-            for item in page.get("Items", []):
-                yield Token.from_item(item)
+        pages = paginator.paginate(**options)
+        yield from read_tokens((item for page in pages for item in page.get("Items", [])), unreadable)
 
     def stale(self, *, stale_after_s: float, page_size: int | None = None) -> Iterator[Token]:
         """Live tokens whose loop has not proved itself for longer than stale_after_s."""

@@ -220,3 +220,95 @@ def test_an_event_waiting_for_a_free_slot_runs_only_if_still_young_enough(
         wait_until(lambda: any("over MaximumEventAgeInSeconds" in line for line in echoed), what="the drop")
         time.sleep(SLACK_S)
         assert attempts(log, "second") == []
+
+
+# ---------------------------------------------------------------- the OnFailure destination
+
+RECORDER = """
+import json
+import os
+
+def handler(event, context):
+    with open(os.environ["RECORDS"], "a") as file:
+        file.write(json.dumps(event) + "\\n")
+"""
+
+
+def records(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+@pytest.fixture
+def recorder(aws: Clients, tmp_path: Path) -> tuple[str, Path]:
+    """A function that appends every event it gets to a file: the OnFailure destination under test."""
+    code = io.BytesIO()
+    with zipfile.ZipFile(code, "w") as archive:
+        archive.writestr("app.py", RECORDER)
+    path = tmp_path / "records.jsonl"
+    arn = aws.lambda_.create_function(
+        FunctionName=f"recorder-{uuid.uuid4().hex[:8]}",
+        Runtime="python3.11",
+        Role=aws.iam.create_role(RoleName="recorder-role", AssumeRolePolicyDocument=json.dumps(TRUST_LAMBDA))[
+            "Role"
+        ]["Arn"],
+        Handler="app.handler",
+        Code={"ZipFile": code.getvalue()},
+        Environment={"Variables": {"RECORDS": str(path)}},
+    )["FunctionArn"]
+    return str(arn), path
+
+
+def test_an_invocation_that_fails_its_last_attempt_is_sent_to_its_on_failure_destination(
+    aws: Clients, make_function: Callable[..., str], tmp_path: Path, recorder: tuple[str, Path]
+) -> None:
+    # Given a failing function with no retries and a Lambda OnFailure destination, as the stack deploys its loops
+    destination, recorded = recorder
+    name = make_function()
+    aws.lambda_.put_function_event_invoke_config(
+        FunctionName=name, MaximumRetryAttempts=0, DestinationConfig={"OnFailure": {"Destination": destination}}
+    )
+    log = tmp_path / "attempts.jsonl"
+
+    # When it is invoked asynchronously and fails
+    invoke_async(aws, name, log=str(log), name="job", fail=True)
+
+    # Then the destination gets Lambda's invocation record: the condition, the event, and the error
+    wait_until(lambda: records(recorded), what="the invocation record")
+    [record] = records(recorded)
+    assert record["version"] == "1.0"
+    assert record["requestContext"]["condition"] == "RetriesExhausted"
+    assert record["requestContext"]["approximateInvokeCount"] == 1
+    assert record["requestContext"]["functionArn"].split(":")[6] == name
+    assert record["requestPayload"] == {"log": str(log), "name": "job", "fail": True}
+    assert record["responseContext"]["functionError"] == "Unhandled"
+    assert "failing on purpose" in json.dumps(record["responsePayload"])
+
+
+def test_an_event_dropped_for_its_age_is_sent_to_its_on_failure_destination(
+    aws: Clients, make_function: Callable[..., str], tmp_path: Path, recorder: tuple[str, Path]
+) -> None:
+    # Given a busy function with reserved concurrency 1, MaximumEventAgeInSeconds 60 (0.6 s) and a destination
+    destination, recorded = recorder
+    name = make_function(reserved_concurrency=1)
+    aws.lambda_.put_function_event_invoke_config(
+        FunctionName=name,
+        MaximumEventAgeInSeconds=MIN_EVENT_AGE_S,
+        DestinationConfig={"OnFailure": {"Destination": destination}},
+    )
+    log, release = tmp_path / "attempts.jsonl", tmp_path / "release"
+    invoke_async(aws, name, log=str(log), name="first", hold_until=str(release))
+    wait_until(lambda: attempts(log, "first"), what="the first event to start")
+
+    # When a second event waits for the slot past its age, and is dropped
+    invoke_async(aws, name, log=str(log), name="second")
+    time.sleep(MIN_EVENT_AGE_S / TIME_SCALE * 2.5)
+    release.touch()
+
+    # Then its record, EventAgeExceeded and never run, reaches the destination (the first one's success does not)
+    wait_until(lambda: records(recorded), what="the invocation record")
+    [record] = records(recorded)
+    assert record["requestContext"]["condition"] == "EventAgeExceeded"
+    assert record["requestContext"]["approximateInvokeCount"] == 0
+    assert record["requestPayload"]["name"] == "second"
+    assert "responsePayload" not in record
+    assert attempts(log, "second") == []

@@ -22,13 +22,9 @@ from sqsloops.settings import Settings
 from sqsloops.tokens import Token, Tokens
 from tests import conftest
 from tests.conftest import REGION, Clients
+from tests.fixtures.fakes import RecordingLauncher
 from tests.fixtures.loop_kit import FreeSlotTokens
-from tests.functional.scaling_helpers import (
-    RecordingLauncher,
-    Turnstile,
-    deploy_for_functions,
-    loop_ids,
-)
+from tests.functional.scaling_helpers import Turnstile, deploy_for_functions, loop_ids
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 STALE_AFTER_S = 120.0
@@ -90,7 +86,7 @@ def world(aws: Clients, settings: Settings, make_queue: Callable[..., conftest.T
         clock=clock,
         registry=Registry(table_name=settings.queues_table, dynamodb=aws.dynamodb, clock=clock),
         tokens=FreeSlotTokens(table_name=settings.loops_table, dynamodb=aws.dynamodb, clock=clock),
-        launcher=RecordingLauncher(aws.lambda_),
+        launcher=RecordingLauncher(),
         make_queue=make_queue,
     )
 

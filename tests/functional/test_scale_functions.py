@@ -21,8 +21,9 @@ from sqsloops.settings import Settings
 from sqsloops.tokens import Token, Tokens, slot_name
 from tests import conftest
 from tests.conftest import REGION, Clients
+from tests.fixtures.fakes import RecordingLauncher
 from tests.fixtures.loop_kit import FreeSlotTokens
-from tests.functional.scaling_helpers import RecordingLauncher, Turnstile, deploy_for_functions, loop_ids
+from tests.functional.scaling_helpers import Turnstile, deploy_for_functions, loop_ids
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 HEARTBEAT_S = 10.0
@@ -115,7 +116,7 @@ def world(aws: Clients, settings: Settings, make_queue: Callable[..., conftest.T
     queue = make_queue("work")  # the queue the events/alarm_*.json samples are about
     tokens = FreeSlotTokens(table_name=settings.loops_table, dynamodb=aws.dynamodb)
     registry = Registry(table_name=settings.queues_table, dynamodb=aws.dynamodb)
-    launcher = RecordingLauncher(aws.lambda_)
+    launcher = RecordingLauncher()
     scaling = AlarmScaling(
         registry=registry, sqs=aws.sqs, fleet=Fleet(tokens=tokens, launcher=launcher, heartbeat_s=HEARTBEAT_S)
     )

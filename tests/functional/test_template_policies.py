@@ -300,8 +300,10 @@ def test_by_default_handlers_are_the_stacks_handler_functions_and_never_its_own(
     # the hand-over, and nothing that merely starts with the process function's name
     assert stack.allows("ProcessFunction", "lambda:InvokeFunction", f"{function}:{STACK}-process")
     assert not stack.allows("ProcessFunction", "lambda:InvokeFunction", f"{function}:{STACK}-processor")
-    for own in ("scale-up", "scale-down", "restart", "anything"):
+    for own in ("scale-up", "scale-down", "anything"):
         assert not stack.allows("ProcessFunction", "lambda:InvokeFunction", f"{function}:{STACK}-{own}"), own
+    # the OnFailure destination (Lambda sends it with the function's role); no wider than the role's Loops writes
+    assert stack.allows("ProcessFunction", "lambda:InvokeFunction", f"{function}:{STACK}-restart")
     for control in ("ScaleUpFunction", "ScaleDownFunction", "RestartFunction"):
         assert stack.resources_for(control, "lambda:InvokeFunction") == [f"{function}:{STACK}-process"]
 
@@ -322,7 +324,7 @@ def test_handler_function_arns_add_functions_to_the_stacks_handlers() -> None:
     assert stack.allows("ProcessFunction", "lambda:InvokeFunction", f"{function}:orders-worker")
     assert stack.allows("ProcessFunction", "lambda:InvokeFunction", f"{function}:orders-worker:live")
     assert stack.allows("ProcessFunction", "lambda:InvokeFunction", f"{function}:{STACK}-handler-x")
-    assert not stack.allows("ProcessFunction", "lambda:InvokeFunction", f"{function}:{STACK}-restart")
+    assert not stack.allows("ProcessFunction", "lambda:InvokeFunction", f"{function}:{STACK}-scale-up")
 
 
 # ---------------------------------------------------------------- what each function's code calls
