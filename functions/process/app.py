@@ -1,4 +1,9 @@
-"""Process: one SQS poller loop. Polls its queue until the invocation's time runs low, then invokes itself again."""
+"""Process: one SQS poller loop. Polls its queue until the invocation's time runs low, then invokes itself again.
+
+It also answers `register`'s handler check, `{"check_handler": "python:module:function"}` invoked synchronously:
+`{"ok": bool, "error": str}`, whether the target imports here, with this function's code, layers and environment
+(where the loop will import it), not the operator's machine.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +11,15 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
-from sqsloops.errors import ConfigError
+from sqsloops import defaults
+from sqsloops.errors import ConfigError, HandlerError
+from sqsloops.handlers import PYTHON, resolve_python, validate_handler
 from sqsloops.log import logger
 from sqsloops.loop import LoopPayload, clipped, run_loop
 from sqsloops.root import Root
 
 MALFORMED_EVENT = "malformed_event"
+CHECK_HANDLER = "check_handler"  # sqsloops.ops.handler_check.CHECK_EVENT_KEY (the runtime does not import ops/)
 
 
 @functools.cache
@@ -26,6 +34,8 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
 
 def handle(event: Any, context: Any, make_root: Callable[[], Root]) -> dict[str, Any]:
     """Never raises for an event it cannot use: retrying it could not help. A malformed event builds nothing."""
+    if isinstance(event, dict) and CHECK_HANDLER in event:
+        return check_handler(event[CHECK_HANDLER])
     try:
         payload = LoopPayload.parse(event)
     except ConfigError as exc:
@@ -46,3 +56,18 @@ def handle(event: Any, context: Any, make_root: Callable[[], Root]) -> dict[str,
         clock=r.clock,
     )
     return {**payload.as_dict(), **result.as_dict()}
+
+
+def check_handler(handler: Any) -> dict[str, Any]:
+    """Whether a python: handler imports in this environment; never raises (the answer says what went wrong)."""
+    if not isinstance(handler, str) or len(handler) > defaults.PAYLOAD_TEXT_MAX_CHARS:
+        return {"ok": False, "error": f"check_handler must be a handler string, got {clipped(repr(handler), 100)}"}
+    try:
+        spec = validate_handler(handler)
+        if spec.kind != PYTHON:
+            return {"ok": False, "error": f"only python: handlers are checked here, got {clipped(handler, 200)}"}
+        resolve_python(spec.target)
+    except (ConfigError, HandlerError) as exc:
+        return {"ok": False, "error": clipped(str(exc), 500)}
+    logger.info("handler check passed", extra={"handler": handler})
+    return {"ok": True, "error": ""}

@@ -2,7 +2,10 @@
 
 A loop stops only when its token is gone or carries another loop_id, or another invocation claimed its hop (see
 `sqsloops.tokens`: a repeated event, or an older invocation outliving its hand-over), or its registration is gone
-or disabled.
+or disabled. It stops for good, retiring every token of its queue and marking the registration broken
+(`sqsloops.registry.Broken`), when its queue does not exist (QueueDoesNotExist is no transient error: on AWS a loop
+would otherwise bill its whole wall time, hop after hop, until someone deregisters it) or its registration cannot be
+parsed; and at once, without receiving, when the registration is marked broken already.
 Handler errors, malformed messages and AWS errors are logged and survived: each batch is settled by
 `sqsloops.settle` (a failed message is hidden for a backoff and retried, and after the queue's maxReceiveCount SQS
 moves it to the dead-letter queue). The loop itself only polls, proves its token, and hands over.
@@ -22,10 +25,11 @@ from sqsloops.clock import SYSTEM_CLOCK, Clock
 from sqsloops.dispatch import Dispatchers, Outcome, to_lambda_record
 from sqsloops.errors import ConfigError, HopClaimedError, NotRegisteredError, TokenLostError
 from sqsloops.log import logger
-from sqsloops.queues import QueueRef
+from sqsloops.queues import QueueRef, queue_missing
 from sqsloops.ratelimit import Pacer
+from sqsloops.registry import UnreadableRegistrationError
 from sqsloops.settle import Settler
-from sqsloops.tokens import LONG_POLL_FLOOR_S, Token
+from sqsloops.tokens import LONG_POLL_FLOOR_S, Token, retirement_grace_s
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -43,6 +47,14 @@ SUPERSEDED = "superseded"  # another invocation claimed this hop or a later one:
 DEREGISTERED = "deregistered"
 DISABLED = "disabled"
 TOO_SHORT = "too_short"  # started with less time than the reserve: recursing would spin, so it does not
+# The registration cannot work: the loop retires the queue's tokens and marks the registration broken.
+QUEUE_MISSING = "queue_missing"  # ReceiveMessage kept answering QueueDoesNotExist
+UNREADABLE = "unreadable_registration"  # the registration's item cannot be parsed
+BROKEN = "broken"  # the registration is marked broken already (by another loop)
+BREAKING = (QUEUE_MISSING, UNREADABLE, BROKEN)
+# A receive answering QueueDoesNotExist this many times in a row (backing off between) stops the loop: one such
+# answer may be a queue created a moment ago that SQS has not propagated yet (AWS asks to wait a second).
+QUEUE_MISSING_CONFIRMATIONS = 2
 
 _TEXT_KEYS = ("queue_url", "token", "loop_id")
 _LOG_KEYS = (*_TEXT_KEYS, "hop")
@@ -209,6 +221,8 @@ class _Loop:
         self._next_heartbeat_s = float("-inf")
         self._proved_at_s = float("-inf")  # monotonic time of the last successful heartbeat
         self._errors_in_a_row = 0
+        self._missing_in_a_row = 0  # receives in a row that answered QueueDoesNotExist
+        self._broken_detail = ""  # what made the registration broken, for the mark and the log line
         self.processed = 0
         self.failed = 0
         self.batches = 0
@@ -264,11 +278,20 @@ class _Loop:
                 continue
             try:
                 stop = self._iterate(left_s)
-            except Exception as exc:  # a transient AWS error, or anything unforeseen: never a reason to stop
-                self._back_off(left_s, "loop iteration failed; backing off", exc)
-                continue
+            except Exception as exc:  # a transient AWS error, or anything unforeseen: never a reason to stop...
+                stop = self._iteration_failed(left_s, exc)  # ... but a queue that does not exist
             if stop:
                 return stop
+
+    def _iteration_failed(self, left_s: float, exc: Exception) -> str | None:
+        """Back off after a failed iteration; QUEUE_MISSING once the queue was found missing often enough."""
+        if queue_missing(exc):
+            self._missing_in_a_row += 1
+            if self._missing_in_a_row >= QUEUE_MISSING_CONFIRMATIONS:
+                self._broken_detail = f"queue does not exist: {clipped(self._payload.queue_url, 200)}"
+                return QUEUE_MISSING
+        self._back_off(left_s, "loop iteration failed; backing off", exc)
+        return None
 
     def _back_off(self, left_s: float, message: str, detail: BaseException | float) -> None:
         """Sleep a jittered, growing pause (within the time left and the heartbeat cadence) and log why."""
@@ -307,6 +330,7 @@ class _Loop:
             self._pacer.refund(wanted)
             raise
         self._errors_in_a_row = 0
+        self._missing_in_a_row = 0
         self._pacer.refund(wanted - len(messages))
         if not messages:
             if wait_s < 1:  # a short poll returned nothing: do not spin
@@ -331,17 +355,29 @@ class _Loop:
             config = self._registry.get(self._payload.queue_url)
         except NotRegisteredError:
             return DEREGISTERED
+        except UnreadableRegistrationError as exc:
+            self._broken_detail = clipped(str(exc), 500)
+            return UNREADABLE
         except Exception as exc:
             if self._config is None:
                 raise  # nothing to go on yet: back off and try again
             logger.warning("cannot re-read the registration; keeping the last one", extra={"error": clipped(str(exc))})
             return None
-        if not config.enabled:
-            return DISABLED
+        stop = self._stop_for(config)
+        if stop:
+            return stop
         previous, self._config = self._config, config
         if previous is None or (previous.rate_per_s, previous.batch_size) != (config.rate_per_s, config.batch_size):
             self._apply_rate(refresh_live_loops=self._live_loops is None)
         return None
+
+    def _stop_for(self, config: QueueConfig) -> str | None:
+        """BROKEN or DISABLED when the registration says this loop must not run."""
+        broken = config.broken
+        if broken is not None:
+            self._broken_detail = broken.reason
+            return BROKEN
+        return None if config.enabled else DISABLED
 
     def _heartbeat(self) -> str | None:
         """Claim (first) or prove the token for this hop, and flush counters; a stop reason when it is not ours.
@@ -423,6 +459,9 @@ class _Loop:
         if reason in (TOO_SHORT, TOKEN_LOST, SUPERSEDED):
             return reason, False
         lost = self._heartbeat()
+        if reason in BREAKING:
+            self._break(reason)
+            return reason, False
         if reason != TIME_LEFT:
             return reason, False
         if lost:
@@ -436,3 +475,32 @@ class _Loop:
             )
             return reason, False
         return reason, True
+
+    def _break(self, reason: str) -> None:
+        """Stop the queue's loops for good: mark the registration broken, then retire every live token of the queue.
+
+        Marked first, so that no sweep or scale-up starts a loop in a slot retired here. Each step is tried on its own
+        and logged when it fails (the other loops of the queue come to the same end at their next receive).
+        """
+        queue_url = self._payload.queue_url
+        detail = self._broken_detail or reason
+        marked, retired = False, 0
+        try:
+            if reason != BROKEN:
+                marked = self._registry.mark_broken(queue_url, detail)
+        except Exception as exc:
+            logger.error(
+                "cannot mark the registration broken", extra={"error": clipped(f"{type(exc).__name__}: {exc}")}
+            )
+        visibility_timeout_s = self._config.visibility_timeout_s if self._config else defaults.VISIBILITY_TIMEOUT_S
+        grace_s = retirement_grace_s(heartbeat_s=self._settings.heartbeat_s, visibility_timeout_s=visibility_timeout_s)
+        try:
+            for token in self._tokens.list(queue_url):
+                retired += self._tokens.retire(queue_url, token.slot, grace_s=grace_s)
+        except Exception as exc:
+            logger.error("cannot retire the queue's tokens", extra={"error": clipped(f"{type(exc).__name__}: {exc}")})
+        logger.error(
+            "registration broken: loop stopped for good, the queue's loops retired; fix the cause, then register the "
+            "queue again (it replaces the broken registration) or deregister it",
+            extra={"broken_reason": detail, "stop_reason": reason, "marked": marked, "tokens_retired": retired},
+        )

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
+from botocore.exceptions import ClientError
+
 from sqsloops.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -15,7 +17,19 @@ if TYPE_CHECKING:
 
 _ACCOUNT = re.compile(r"^\d{12}$")
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,80}(\.fifo)?$")
-_REGION_IN_HOST = re.compile(r"^sqs\.([a-z]{2}(-gov)?-[a-z]+-\d)\.")
+_REGION = r"[a-z]{2}(?:-gov|-iso[a-z]?)?-[a-z]+-\d"
+# sqs.REGION.amazonaws.com (and .com.cn, and the embedded AWS's sqs.REGION.localhost...), and the legacy hosts
+# REGION.queue.amazonaws.com and queue.amazonaws.com (us-east-1).
+_REGION_IN_HOST = re.compile(rf"^(?:sqs\.({_REGION})\.|({_REGION})\.queue\.amazonaws\.com$)")
+_LEGACY_US_EAST_1 = "queue.amazonaws.com"
+MISSING_QUEUE_CODES = frozenset({"QueueDoesNotExist", "AWS.SimpleQueueService.NonExistentQueue"})
+
+
+def queue_missing(exc: BaseException) -> bool:
+    """True when an SQS call failed because the queue does not exist (deleted, or never created)."""
+    if not isinstance(exc, ClientError):
+        return False
+    return exc.response.get("Error", {}).get("Code", "") in MISSING_QUEUE_CODES
 
 
 @dataclass(frozen=True)
@@ -41,11 +55,66 @@ class QueueRef:
             raise ConfigError(f"queue URL account must be 12 digits, got {account_id!r}")
         if not _NAME.match(name):
             raise ConfigError(f"invalid queue name {name!r} (1-80 of A-Z a-z 0-9 _ -, optional .fifo)")
-        match = _REGION_IN_HOST.match(parsed.hostname or "")
-        return cls(url=url, account_id=account_id, name=name, region=match.group(1) if match else None)
+        host = (parsed.hostname or "").lower()
+        match = _REGION_IN_HOST.match(host)
+        region = (match.group(1) or match.group(2)) if match else ("us-east-1" if host == _LEGACY_US_EAST_1 else None)
+        return cls(url=url, account_id=account_id, name=name, region=region)
 
     def arn(self, region: str, partition: str = "aws") -> str:
         return f"arn:{partition}:sqs:{self.region or region}:{self.account_id}:{self.name}"
+
+    def same_queue(self, other: QueueRef, *, region: str) -> bool:
+        """Whether two URLs name one queue: same account and name, and same region (`region` where a host names
+        none, such as localhost or the embedded AWS). Read from the URLs alone: no call, so it works for a queue
+        that no longer exists."""
+        return (self.account_id, self.name, self.region or region) == (
+            other.account_id,
+            other.name,
+            other.region or region,
+        )
+
+
+@dataclass(frozen=True)
+class QueueId:
+    """A queue's identity, as its ARN states it: partition, region, account and name."""
+
+    partition: str
+    region: str
+    account_id: str
+    name: str
+
+    @classmethod
+    def from_arn(cls, arn: str) -> QueueId:
+        parts = arn.split(":")
+        if len(parts) != 6 or parts[0] != "arn" or parts[2] != "sqs":
+            raise ConfigError(f"not an SQS queue ARN: {arn!r}")
+        return cls(partition=parts[1], region=parts[3], account_id=parts[4], name=parts[5])
+
+    @property
+    def arn(self) -> str:
+        return f"arn:{self.partition}:sqs:{self.region}:{self.account_id}:{self.name}"
+
+
+def canonical_queue_url(sqs: SQSClient, queue_url: str) -> tuple[str, QueueId]:
+    """The one URL sqsloops keys a queue by, and the queue's identity: any spelling of a queue's URL gives the same.
+
+    Registrations, tokens, alarms and status are keyed by queue URL (the Queues and Loops tables' hash key since
+    the first release). Every spelling of one queue (sqs.REGION.amazonaws.com, the legacy queue.amazonaws.com,
+    localhost, the embedded AWS's host) is reduced to the queue's ARN (GetQueueAttributes QueueArn: account,
+    region and name as SQS itself knows them), and the ARN back to the URL GetQueueUrl returns through this
+    client's endpoint. That is the URL `create_queue` and `get_queue_url` hand a user, so registrations written
+    before canonicalisation, which nearly always used it, keep their keys. A queue in another region than the
+    client's is refused: the stack's loops poll with clients of the stack's region.
+    ClientError (QueueDoesNotExist) when the queue does not exist.
+    """
+    QueueRef.parse(queue_url)
+    attrs = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"]).get("Attributes", {})
+    queue = QueueId.from_arn(str(attrs.get("QueueArn", "")))
+    region = sqs.meta.region_name
+    if region and queue.region != region:
+        raise ConfigError(f"queue {queue.arn} is in {queue.region}, the stack in {region}: register it there")
+    url = sqs.get_queue_url(QueueName=queue.name, QueueOwnerAWSAccountId=queue.account_id)["QueueUrl"]
+    return url, queue
 
 
 @dataclass(frozen=True)

@@ -9,10 +9,11 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from botocore.exceptions import ClientError
 
-from sqsloops import defaults
+from sqsloops import defaults, scaling
 from sqsloops.clock import SYSTEM_CLOCK, Clock
 from sqsloops.errors import ConcurrentUpdateError, ConfigError, NotRegisteredError
 from sqsloops.handlers import KNOWN_KINDS, PYTHON, validate_handler
+from sqsloops.log import logger
 from sqsloops.queues import QueueRef
 
 if TYPE_CHECKING:
@@ -33,6 +34,29 @@ _BOUNDS: dict[str, tuple[float, float]] = {
     "rate_per_s": (0.001, 100_000),
 }
 _INTEGERS = frozenset({"min_loops", "max_loops", "batch_size", "wait_s", "visibility_timeout_s", "backlog_per_loop"})
+# The attributes that mark a registration broken (see Broken); only Registry.mark_broken writes them.
+BROKEN_FIELDS = frozenset({"broken_reason", "broken_at"})
+
+
+class UnreadableRegistrationError(ConfigError):
+    """A registration's item is in the table but cannot be parsed (a bad attribute written by hand or by a handler)."""
+
+    def __init__(self, queue_url: str, error: str) -> None:
+        super().__init__(f"registration of {queue_url} cannot be read: {error}")
+        self.queue_url = queue_url
+
+
+@dataclass(frozen=True)
+class Broken:
+    """Why a registration can never work as it is (its queue was deleted, its item cannot be read), and since when.
+
+    A loop that finds this out stops for good, retires the queue's tokens and marks the registration broken; no
+    loop, sweep or scale-up starts loops for it again. `register` again (same queue, any spelling) replaces a broken
+    registration and clears the mark; `deregister` removes it.
+    """
+
+    reason: str
+    at: float  # epoch seconds
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -55,7 +79,16 @@ class QueueConfig:
     created_at: float = 0.0
     updated_at: float = 0.0
     version: int = 0
+    broken_reason: str | None = None  # set (with broken_at) by Registry.mark_broken; see Broken
+    broken_at: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # attributes written by later versions: kept, not lost
+
+    @property
+    def broken(self) -> Broken | None:
+        """Why this registration cannot work, if a loop found it broken; None for a sound one."""
+        if self.broken_reason is None:
+            return None
+        return Broken(reason=self.broken_reason, at=self.broken_at or 0.0)
 
     def validate(self, *, handler_kinds: Collection[str] = KNOWN_KINDS) -> QueueConfig:
         """Check every field; raise ConfigError naming the first bad one. Returns self for chaining.
@@ -87,9 +120,8 @@ class QueueConfig:
         return self
 
     def desired_loops(self, visible: int) -> int:
-        """How many loops a backlog of `visible` messages calls for, within [min_loops, max_loops]."""
-        wanted = math.ceil(max(visible, 0) / self.backlog_per_loop)
-        return max(self.min_loops, min(self.max_loops, wanted))
+        """How many loops a backlog of `visible` messages calls for (sqsloops.scaling.desired_loops decides)."""
+        return scaling.desired_loops(self, visible)
 
     def to_item(self) -> dict[str, Any]:
         item: dict[str, Any] = {}
@@ -105,10 +137,33 @@ class QueueConfig:
         values = {key: _from_attr(attr) for key, attr in item.items()}
         kwargs = {key: value for key, value in values.items() if key in known}
         extra = {key: value for key, value in values.items() if key not in known}
-        for name in _INTEGERS | {"version"}:
-            if name in kwargs:
-                kwargs[name] = int(kwargs[name])
+        for name, value in kwargs.items():
+            kwargs[name] = _typed(name, value)
         return cls(**kwargs, extra=extra)
+
+
+_FLOATS = frozenset({"backoff_base_s", "backoff_max_s", "rate_per_s", "created_at", "updated_at", "broken_at"})
+_BOOLS = frozenset({"enabled"})
+
+
+def _typed(name: str, value: Any) -> Any:
+    """A known field's stored value as its type; ValueError when it is not one (`max_loops: "ten"`)."""
+    numeric = {**dict.fromkeys(_INTEGERS | {"version"}, int), **dict.fromkeys(_FLOATS, float)}.get(name)
+    if numeric is not None:
+        if not isinstance(value, bool) and isinstance(value, int | float | str):
+            try:
+                return numeric(value)
+            except (ValueError, OverflowError):
+                pass
+        kind = "a whole number" if numeric is int else "a number"
+        raise ValueError(f"{name} must be {kind}, got {repr(value)[:100]}")
+    if name in _BOOLS:
+        if not isinstance(value, bool):
+            raise ValueError(f"{name} must be true or false, got {value!r}")
+        return value
+    if not isinstance(value, str):
+        raise ValueError(f"{name} must be text, got {value!r}")
+    return value
 
 
 def _to_attr(value: Any) -> dict[str, Any]:
@@ -154,7 +209,7 @@ class Registry:
         ).get("Item")
         if item is None:
             raise NotRegisteredError(queue_url)
-        return QueueConfig.from_item(item)
+        return _parse(item)
 
     def find(self, queue_url: str) -> QueueConfig | None:
         try:
@@ -162,16 +217,25 @@ class Registry:
         except NotRegisteredError:
             return None
 
-    def create(self, config: QueueConfig) -> QueueConfig:
-        """Write a new registration; ConfigError if the queue is registered already."""
+    def create(self, config: QueueConfig, *, replace_broken: bool = False) -> QueueConfig:
+        """Write a new registration; ConfigError if the queue is registered already.
+
+        replace_broken: a registration marked broken under the same key may be overwritten (its mark goes with it).
+        """
         now = self._clock.now()
-        stored = replace(config.validate(handler_kinds=self._handler_kinds), created_at=now, updated_at=now, version=1)
+        stored = replace(
+            config.validate(handler_kinds=self._handler_kinds),
+            created_at=now,
+            updated_at=now,
+            version=1,
+            broken_reason=None,
+            broken_at=None,
+        )
+        condition = "attribute_not_exists(queue_url)"
+        if replace_broken:
+            condition += " OR attribute_exists(broken_at)"
         try:
-            self._ddb.put_item(
-                TableName=self._table,
-                Item=stored.to_item(),
-                ConditionExpression="attribute_not_exists(queue_url)",
-            )
+            self._ddb.put_item(TableName=self._table, Item=stored.to_item(), ConditionExpression=condition)
         except ClientError as exc:
             if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
                 raise ConfigError(f"queue is already registered: {config.queue_url}") from exc
@@ -198,16 +262,81 @@ class Registry:
             raise
         return stored
 
+    def mark_broken(self, queue_url: str, reason: str) -> bool:
+        """Mark a registration broken (see Broken), whether or not its item can be parsed; False if there is none.
+
+        Bumps the version, so an operator's optimistic update that read the registration before retries on top.
+        The first mark is kept: a second loop finding the same fault does not move broken_at.
+        """
+        now = self._clock.now()
+        try:
+            self._ddb.update_item(
+                TableName=self._table,
+                Key={"queue_url": {"S": queue_url}},
+                UpdateExpression=(
+                    "SET broken_reason = if_not_exists(broken_reason, :reason), broken_at = if_not_exists(broken_at, "
+                    ":now), updated_at = :now, version = if_not_exists(version, :zero) + :one"
+                ),
+                ConditionExpression="attribute_exists(queue_url)",
+                ExpressionAttributeValues={
+                    ":reason": {"S": reason},
+                    ":now": {"N": repr(now)},
+                    ":zero": {"N": "0"},
+                    ":one": {"N": "1"},
+                },
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def broken(self, queue_url: str) -> Broken | None:
+        """Whether a registration is marked broken, read from its two attributes alone: it answers for an item that
+        cannot be parsed too. None for a sound registration or none at all."""
+        item = self._ddb.get_item(
+            TableName=self._table,
+            Key={"queue_url": {"S": queue_url}},
+            ConsistentRead=True,
+            ProjectionExpression="broken_reason, broken_at",
+        ).get("Item")
+        if not item or "S" not in item.get("broken_reason", {}):
+            return None
+        try:
+            at = float(item.get("broken_at", {}).get("N", "0"))
+        except ValueError:
+            at = 0.0
+        return Broken(reason=item["broken_reason"]["S"], at=at)
+
     def delete(self, queue_url: str) -> bool:
         """Remove a registration; False if there was none."""
         old = self._ddb.delete_item(TableName=self._table, Key={"queue_url": {"S": queue_url}}, ReturnValues="ALL_OLD")
         return "Attributes" in old
 
-    def all(self) -> Iterator[QueueConfig]:
+    def all(self, *, unreadable: list[UnreadableRegistrationError] | None = None) -> Iterator[QueueConfig]:
+        """Every registration, each item parsed in its own guard: one that cannot be read is logged with its key
+        (and added to `unreadable`, when given) and skipped, so it never stops a sweep over the others."""
         paginator = self._ddb.get_paginator("scan")
         for page in paginator.paginate(TableName=self._table, ConsistentRead=True):
             for item in page.get("Items", []):
-                yield QueueConfig.from_item(item)
+                try:
+                    yield _parse(item)
+                except UnreadableRegistrationError as exc:
+                    logger.error(
+                        "unreadable registration skipped", extra={"queue_url": exc.queue_url, "error": str(exc)}
+                    )
+                    if unreadable is not None:
+                        unreadable.append(exc)
+
+
+def _parse(item: dict[str, Any]) -> QueueConfig:
+    """A registration item parsed, or UnreadableRegistrationError naming its key."""
+    try:
+        return QueueConfig.from_item(item)
+    except (TypeError, ValueError, KeyError, AttributeError, OverflowError) as exc:
+        key = item.get("queue_url", {})
+        queue_url = str(key.get("S", key)) if isinstance(key, dict) else repr(key)
+        raise UnreadableRegistrationError(queue_url[:500], f"{type(exc).__name__}: {exc}") from exc
 
 
 class CachedRegistry:
@@ -230,3 +359,8 @@ class CachedRegistry:
 
     def invalidate(self, queue_url: str) -> None:
         self._cache.pop(queue_url, None)
+
+    def mark_broken(self, queue_url: str, reason: str) -> bool:
+        """Registry.mark_broken, and the cached copy dropped."""
+        self.invalidate(queue_url)
+        return self._registry.mark_broken(queue_url, reason)

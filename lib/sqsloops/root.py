@@ -16,6 +16,9 @@ from sqsloops.clients import ClientBudgets, Clients
 from sqsloops.clock import SYSTEM_CLOCK, Clock
 from sqsloops.dispatch import Dispatchers, core_kinds
 from sqsloops.fleet import Fleet
+from sqsloops.handlers import JOBS
+from sqsloops.jobs.runner import JobsKind
+from sqsloops.jobs.store import JobStore
 from sqsloops.launcher import Launcher
 from sqsloops.registry import CachedRegistry, Registry
 from sqsloops.settings import Settings
@@ -79,8 +82,17 @@ class Root:
         )
 
     @cached_property
+    def job_store(self) -> JobStore | None:
+        """The Jobs table's store, built on first use; None when the stack has no Jobs table (no job layer)."""
+        if not self.settings.jobs_table:
+            return None
+        return JobStore(table_name=self.settings.jobs_table, dynamodb=self.clients.dynamodb, clock=self.clock)
+
+    @cached_property
     def dispatchers(self) -> Dispatchers:
-        return Dispatchers(kinds=core_kinds(self.clients.lambda_forwarding))
+        """The core kinds, and the job runner (`jobs:`), which asks for the Jobs table only when it runs a job."""
+        jobs = JobsKind(sqs=self.sqs, store=lambda: self.job_store, clock=self.clock)
+        return Dispatchers(kinds={**core_kinds(self.clients.lambda_forwarding), JOBS: jobs})
 
     @cached_property
     def alarm_scaling(self) -> AlarmScaling:

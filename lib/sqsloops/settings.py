@@ -42,6 +42,7 @@ FIELDS: tuple[Field, ...] = (
     Field("scale_up_topic_arn", "SCALE_UP_TOPIC_ARN", "ScaleUpTopicArn", required_output=True),
     Field("scale_down_topic_arn", "SCALE_DOWN_TOPIC_ARN", "ScaleDownTopicArn", required_output=True),
     Field("stack_name", "STACK_NAME", None),
+    Field("jobs_table", "JOBS_TABLE", "JobsTableName"),  # optional: a stack without the job layer has none
     Field("heartbeat_s", "HEARTBEAT_S", "HeartbeatSeconds", "seconds"),
     Field("reserve_s", "RESERVE_S", "ReserveSeconds", "seconds"),
     Field("stale_after_s", "STALE_AFTER_S", "StaleAfterSeconds", "seconds"),
@@ -60,6 +61,7 @@ class Settings:
     scale_up_topic_arn: str = ""
     scale_down_topic_arn: str = ""
     stack_name: str = ""
+    jobs_table: str = ""  # the Jobs table (status rows, unique keys, cron ticks); "" when the stack has no job layer
     heartbeat_s: float = defaults.HEARTBEAT_S
     reserve_s: float = defaults.RESERVE_S
     stale_after_s: float = defaults.STALE_AFTER_S

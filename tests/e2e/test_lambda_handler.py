@@ -67,9 +67,9 @@ def test_a_lambda_handler_gets_the_sqs_event_and_its_batch_item_failures_are_ret
 ) -> None:
     sqs = embedded_aws.client("sqs")
     log = tmp_path / "consumer.jsonl"
-    # Given a consumer function named within the stack's HandlerFunctionArns default (<stack>-*)
+    # Given a consumer function named within the stack's default handler scope (<stack>-handler-*)
     function_name = make_function(CONSUMER, timeout_s=60)
-    assert function_name.startswith(f"{STACK}-")
+    assert function_name.startswith(f"{STACK}-handler-")
     # And a queue forwarding to it, whose dead-letter queue takes a message on its third failed receive
     queue_url, dlq_url = make_queue_with_dlq("forward", max_receive_count=MAX_RECEIVE_COUNT)
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]

@@ -1,7 +1,7 @@
-"""Test seams for the scaling tests: a launcher that records what it started, a turnstile for races.
+"""Test seams for the scaling tests: a turnstile for races, loop identities to compare, the functions' environment.
 
-The launcher double is used only to observe which loops were started: moto cannot run Lambda code without
-Docker. The tokens themselves are always real items in moto's DynamoDB, and tests read them back.
+Which loops were started is observed through tests.fixtures.fakes.RecordingLauncher (moto cannot run Lambda code
+without Docker); the tokens themselves are always real items in moto's DynamoDB, and tests read them back.
 """
 
 from __future__ import annotations
@@ -13,23 +13,9 @@ from typing import Any
 import pytest
 from moto.core.config import default_user_config
 
-from sqsloops.launcher import Launcher
 from sqsloops.settings import Settings
 from sqsloops.tokens import Token
 from tests.conftest import create_function, settings_env
-
-
-class RecordingLauncher(Launcher):
-    """Records every loop it is asked to start instead of invoking the process function."""
-
-    def __init__(self, lambda_client: Any, function_name: str = "sqsloops-test-process") -> None:
-        super().__init__(lambda_client=lambda_client, function_name=function_name)
-        self.started: list[Token] = []
-        self._lock = threading.Lock()
-
-    def start(self, token: Token) -> None:
-        with self._lock:
-            self.started.append(token)
 
 
 def loop_ids(tokens: list[Token]) -> set[tuple[str, str]]:

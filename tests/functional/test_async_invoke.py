@@ -248,9 +248,9 @@ def recorder(aws: Clients, tmp_path: Path) -> tuple[str, Path]:
     arn = aws.lambda_.create_function(
         FunctionName=f"recorder-{uuid.uuid4().hex[:8]}",
         Runtime="python3.11",
-        Role=aws.iam.create_role(RoleName="recorder-role", AssumeRolePolicyDocument=json.dumps(TRUST_LAMBDA))[
-            "Role"
-        ]["Arn"],
+        Role=aws.iam.create_role(RoleName="recorder-role", AssumeRolePolicyDocument=json.dumps(TRUST_LAMBDA))["Role"][
+            "Arn"
+        ],
         Handler="app.handler",
         Code={"ZipFile": code.getvalue()},
         Environment={"Variables": {"RECORDS": str(path)}},

@@ -57,7 +57,9 @@ def assert_one_error_line(err: str, *fragments: str) -> None:
 @pytest.fixture
 def registered(env: Settings, queue: MadeQueue, capsys: pytest.CaptureFixture[str]) -> MadeQueue:
     """The queue registered through the CLI with one to three loops."""
-    code, _, err = run(capsys, "register", queue.url, "--handler", "lambda:orders-worker", "--min", "1", "--max", "3")
+    code, _, err = run(
+        capsys, "register", queue.url, "--handler", "lambda:orders-worker", "--min", "1", "--max", "3", "--no-check"
+    )
     assert code == 0, err
     return queue
 
@@ -65,7 +67,9 @@ def registered(env: Settings, queue: MadeQueue, capsys: pytest.CaptureFixture[st
 def test_register_writes_registration_token_and_alarms(
     env: Settings, aws: Clients, queue: MadeQueue, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, out, err = run(capsys, "register", queue.url, "--handler", "lambda:orders-worker", "--min", "1", "--max", "3")
+    code, out, err = run(
+        capsys, "register", queue.url, "--handler", "lambda:orders-worker", "--min", "1", "--max", "3", "--no-check"
+    )
 
     assert code == 0, err
     assert out == "registered orders: handler lambda:orders-worker, loops 1 (min 1, max 3), alarms 2\n"
@@ -151,7 +155,7 @@ def test_register_without_dead_letter_queue_warns_on_one_line(
 ) -> None:
     url = aws.sqs.create_queue(QueueName="no-dlq")["QueueUrl"]
 
-    code, _, err = run(capsys, "register", url, "--handler", "lambda:worker")
+    code, _, err = run(capsys, "register", url, "--handler", "lambda:worker", "--no-check")
 
     assert code == 0
     assert any(line.startswith("sqsloops: warning: queue has no dead-letter queue") for line in err.splitlines())
@@ -332,7 +336,9 @@ def test_cli_with_stack_option_registers_into_that_stack(
         monkeypatch.delenv(f"SQSLOOPS_{name}", raising=False)
     create_stack(settings)
 
-    code, _, err = run(capsys, "--stack", STACK, "--region", REGION, "register", queue.url, "--handler", "lambda:w")
+    code, _, err = run(
+        capsys, "--stack", STACK, "--region", REGION, "register", queue.url, "--handler", "lambda:w", "--no-check"
+    )
 
     assert code == 0, err
     assert registered_urls(aws, settings) == [queue.url]

@@ -76,7 +76,7 @@ def test_a_first_event_delivered_twice_runs_once(loops: LoopHarness, queue: Made
     assert (first.reason, first.recursed) == (TIME_LEFT, True)
     assert_stopped_without_receiving(second)
     assert loops.visible(queue.url) == 2
-    assert loops.launcher.started == [{**event, "hop": 2}]
+    assert loops.launcher.payloads == [{**event, "hop": 2}]
     assert any("delivered more than once" in m for m in logs.messages())
     item = loops.token_item(token)
     assert item is not None
@@ -118,7 +118,7 @@ def test_two_copies_of_a_first_event_running_at_once_make_one_consumer(
     assert_stopped_without_receiving(results[loser])  # type: ignore[arg-type]
     assert receives[loser] == []
     assert results[winner].processed == 5  # type: ignore[union-attr]
-    assert loops.launcher.started == [{**token.payload(), "hop": 2}]
+    assert loops.launcher.payloads == [{**token.payload(), "hop": 2}]
 
 
 @pytest.mark.parametrize("later_hops_ran", [False, True], ids=["before-the-next-hop", "after-the-next-hop"])
@@ -127,12 +127,12 @@ def test_a_hand_over_event_delivered_twice_runs_once(
 ) -> None:
     # Given a loop that ran its first hop and handed over to hop 2, which ran (and maybe hop 3 after it)
     loops.run(token, budget_s=5)
-    [hand_over] = loops.launcher.started
+    [hand_over] = loops.launcher.payloads
     assert hand_over["hop"] == 2
     assert loops.run(token, payload=hand_over, budget_s=5).reason == TIME_LEFT
     if later_hops_ran:
-        assert loops.run(token, payload=loops.launcher.started[-1], budget_s=5).reason == TIME_LEFT
-    started_before = len(loops.launcher.started)
+        assert loops.run(token, payload=loops.launcher.payloads[-1], budget_s=5).reason == TIME_LEFT
+    started_before = len(loops.launcher.payloads)
     loops.send(queue.url, "a")
 
     # When the hand-over event to hop 2 is delivered again
@@ -141,7 +141,7 @@ def test_a_hand_over_event_delivered_twice_runs_once(
     # Then that copy stops at its claim, without receiving or handing over
     assert_stopped_without_receiving(again)
     assert loops.visible(queue.url) == 1
-    assert len(loops.launcher.started) == started_before
+    assert len(loops.launcher.payloads) == started_before
     item = loops.token_item(token)
     assert item is not None
     assert item.hop == (3 if later_hops_ran else 2)
@@ -189,7 +189,7 @@ def test_an_invocation_outliving_its_successors_claim_stops_at_its_next_heartbea
     assert claimed == [None]
     assert (result.reason, result.recursed) == (SUPERSEDED, False)
     assert loops.clock.elapsed_s <= 5 + loops.settings.heartbeat_s + 1
-    assert loops.launcher.started == []
+    assert loops.launcher.payloads == []
     assert any("claimed by a later invocation" in m for m in logs.messages())
     item = loops.token_item(token)
     assert item is not None
@@ -227,7 +227,7 @@ def test_an_invocation_that_never_got_its_claim_through_hands_its_own_hop_over(
     # can still claim it (hop 2 could not: hop 1 was never claimed)
     assert (result.reason, result.recursed, result.batches) == (TIME_LEFT, True, 0)
     assert loops.visible(queue.url) == 2
-    assert loops.launcher.started == [token.payload()]
+    assert loops.launcher.payloads == [token.payload()]
 
 
 def test_an_event_from_before_hops_is_the_first_hop_of_its_loop(
@@ -253,7 +253,7 @@ def test_an_event_from_before_hops_is_the_first_hop_of_its_loop(
 
     # Then the first claims hop 1 and hands over to hop 2; the second stops at its claim
     assert (first.reason, first.recursed) == (TIME_LEFT, True)
-    assert loops.launcher.started == [{**legacy, "hop": 2}]
+    assert loops.launcher.payloads == [{**legacy, "hop": 2}]
     assert_stopped_without_receiving(second)
 
 
@@ -275,7 +275,7 @@ def test_the_sweep_restarts_a_stale_loop_at_hop_1_and_its_old_invocations_stop(
     )
 
     # Then the token has a fresh loop_id at hop 0, and its new loop was started at hop 1 ...
-    [started] = loops.launcher.started
+    [started] = loops.launcher.payloads
     item = loops.token_item(token)
     assert item is not None
     assert summary.started == 1
@@ -314,9 +314,9 @@ def test_a_loop_whose_every_event_is_delivered_twice_runs_each_hop_once(
         # When ten events run, each copy after the other
         while pending and len(results) < 10:
             event = pending.pop(0)
-            before = len(loops.launcher.started)
+            before = len(loops.launcher.payloads)
             results.append(loops.run(token, payload=event, budget_s=3))
-            pending += [event for event in loops.launcher.started[before:] for _ in range(2)]
+            pending += [event for event in loops.launcher.payloads[before:] for _ in range(2)]
 
     # Then every hop ran exactly once, and every repeat stopped at its claim
     ran = [r for r in results if r.reason == TIME_LEFT]

@@ -237,7 +237,7 @@ def test_it_stops_at_the_reserve_and_hands_over_to_the_next_hop(loops: LoopHarne
     assert result.reason == TIME_LEFT
     assert 20 <= loops.clock.elapsed_s < 21
     assert token.payload()["hop"] == 1
-    assert loops.launcher.started == [{**token.payload(), "hop": 2}]
+    assert loops.launcher.payloads == [{**token.payload(), "hop": 2}]
 
 
 def test_it_does_not_start_another_invocation_once_stopped(loops: LoopHarness, queue: MadeQueue) -> None:

@@ -17,7 +17,8 @@ from sqsloops.root import Root
 from sqsloops.settings import Settings
 from tests.conftest import Clients
 from tests.conftest import TestQueue as MadeQueue
-from tests.fixtures.loop_kit import FakeClock, FakeLambdaContext, LoopHarness, capture_logs
+from tests.fixtures.fakes import FakeClock
+from tests.fixtures.loop_kit import FakeLambdaContext, LoopHarness, capture_logs
 
 EVENTS = Path(__file__).parent.parent.parent / "events"
 

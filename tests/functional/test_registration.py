@@ -18,7 +18,6 @@ from botocore.exceptions import ClientError
 
 from sqsloops.clock import ManualClock
 from sqsloops.errors import ConfigError, NotRegisteredError
-from sqsloops.launcher import Launcher
 from sqsloops.ops.registration import QueueAdmin
 from sqsloops.ops.root import OpsRoot
 from sqsloops.registry import QueueConfig
@@ -27,16 +26,7 @@ from sqsloops.settings import Settings
 from sqsloops.tokens import Token, slot_name
 from tests.conftest import REGION, Clients
 from tests.conftest import TestQueue as MadeQueue
-
-
-class RecordingLauncher(Launcher):
-    """Records the loops it was asked to start instead of invoking a function moto cannot run."""
-
-    def __init__(self) -> None:
-        self.started: list[Token] = []
-
-    def start(self, token: Token) -> None:
-        self.started.append(token)
+from tests.fixtures.fakes import RecordingLauncher
 
 
 @pytest.fixture
@@ -51,7 +41,8 @@ def clock() -> ManualClock:
 
 @pytest.fixture
 def service(aws: Clients, settings: Settings, launcher: RecordingLauncher, clock: ManualClock) -> QueueAdmin:
-    return OpsRoot(settings, clients=aws, launcher=launcher, clock=clock).admin
+    # Handlers here are names only: the handler checks have tests of their own (test_register_checks.py).
+    return OpsRoot(settings, clients=aws, launcher=launcher, clock=clock, check_handlers=False).admin
 
 
 @pytest.fixture

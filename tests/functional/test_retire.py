@@ -27,8 +27,8 @@ from sqsloops.settings import Settings
 from sqsloops.tokens import RETIRED, Token, Tokens, retirement_grace_s, slot_name
 from tests.conftest import REGION, Clients
 from tests.conftest import TestQueue as MadeQueue
+from tests.fixtures.fakes import RecordingLauncher
 from tests.fixtures.loop_kit import LoopHarness
-from tests.functional.scaling_helpers import RecordingLauncher
 
 VISIBILITY_TIMEOUT_S = 30
 
@@ -77,8 +77,8 @@ class World:
 @pytest.fixture
 def world(aws: Clients, settings: Settings, make_queue: Callable[..., MadeQueue]) -> World:
     clock = ManualClock()
-    launcher = RecordingLauncher(aws.lambda_)
-    service = OpsRoot(settings, clients=aws, launcher=launcher, clock=clock).admin
+    launcher = RecordingLauncher()
+    service = OpsRoot(settings, clients=aws, launcher=launcher, clock=clock, check_handlers=False).admin
     return World(aws, settings, clock, service, launcher, make_queue("orders"))
 
 

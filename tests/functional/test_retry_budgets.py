@@ -25,7 +25,8 @@ from sqsloops.tokens import Tokens
 from tests.conftest import REGION
 from tests.conftest import Clients as AwsClients
 from tests.conftest import TestQueue as MadeQueue
-from tests.fixtures.loop_kit import FakeClock, LoopHarness, botocore_sleeps_on, fail_every_attempt
+from tests.fixtures.fakes import FakeClock
+from tests.fixtures.loop_kit import LoopHarness, botocore_sleeps_on, fail_every_attempt
 
 HEARTBEAT_S = 10.0
 RESERVE_S = 15.0
@@ -129,7 +130,7 @@ def test_a_loop_hands_over_inside_its_reserve_while_dynamodb_keeps_failing(
     # no DynamoDB call that could block was started within a call budget of the reserve
     assert len(attempts) >= BUDGETS.dynamodb.max_attempts
     assert (result.reason, result.recursed) == (TIME_LEFT, True)
-    assert loops.launcher.started == [{**token.payload(), "hop": 2}]
+    assert loops.launcher.payloads == [{**token.payload(), "hop": 2}]
     [handed_over_s] = loops.launcher.started_at_s
     assert reserve_starts_s <= handed_over_s <= reserve_starts_s + BUDGETS.dynamodb.worst_case_s
     assert BUDGETS.dynamodb.worst_case_s + BUDGETS.lambda_.worst_case_s <= defaults.HANDOVER_SHARE * RESERVE_S

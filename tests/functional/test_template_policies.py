@@ -40,7 +40,8 @@ from sqsloops.root import Root
 from sqsloops.settings import Settings
 from tests.conftest import ACCOUNT, REGION, Clients, create_function
 from tests.conftest import TestQueue as MadeQueue
-from tests.fixtures.loop_kit import FakeClock, FakeLambdaContext, LoopHarness
+from tests.fixtures.fakes import FakeClock
+from tests.fixtures.loop_kit import FakeLambdaContext, LoopHarness
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
 EVENTS = Path(__file__).resolve().parents[2] / "events"
@@ -494,6 +495,14 @@ def run_process(deployed: Deployed, call_log: CallLog) -> list[Call]:
             summary = process_app.handle(token.payload(), context, lambda: deployed.root)
         assert summary["recursed"] is True, summary
     assert deployed.loops.bodies(queues[3].dlq_url) == ["poison"]  # the loop moved it to the DLQ itself
+    gone = deployed.queue("gone", "python:sqsloops.examples:noop", "g")  # deleted under its loops
+    deployed.aws.sqs.delete_queue(QueueUrl=gone.url)
+    token = deployed.loops.tokens.create(gone.url)
+    with call_log.on():
+        summary = process_app.handle(
+            token.payload(), FakeLambdaContext(deployed.clock, deployed.clock.monotonic() + 40), lambda: deployed.root
+        )
+    assert summary["reason"] == "queue_missing", summary  # and it marked the registration broken (UpdateItem)
     return call_log.calls
 
 

@@ -21,19 +21,7 @@ from sqsloops.ops.watch import Rates, Watcher
 from sqsloops.settings import Settings
 from tests.conftest import Clients
 from tests.conftest import TestQueue as MadeQueue
-
-
-class FakeClock(ManualClock):
-    """Time moves only when someone sleeps; callbacks run at each sleep (to change AWS state between refreshes)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.on_sleep: list[Callable[[], None]] = []
-
-    def sleep(self, seconds: float) -> None:
-        super().sleep(seconds)
-        if self.on_sleep:
-            self.on_sleep.pop(0)()
+from tests.fixtures.fakes import FakeClock
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -53,7 +41,9 @@ def row(text: str, name: str) -> list[str]:
 def orders(env: Settings, make_queue: Callable[..., MadeQueue], capsys: pytest.CaptureFixture[str]) -> MadeQueue:
     """A queue registered through the CLI with two to four loops."""
     queue = make_queue("orders")
-    code, _, err = run(capsys, "register", queue.url, "--handler", "lambda:orders-worker", "--min", "2", "--max", "4")
+    code, _, err = run(
+        capsys, "register", queue.url, "--handler", "lambda:orders-worker", "--min", "2", "--max", "4", "--no-check"
+    )
     assert code == 0, err
     return queue
 
@@ -83,7 +73,7 @@ def test_watch_one_queue_by_url(
     orders: MadeQueue, make_queue: Callable[..., MadeQueue], capsys: pytest.CaptureFixture[str]
 ) -> None:
     other = make_queue("emails")
-    assert run(capsys, "register", other.url, "--handler", "lambda:mailer")[0] == 0
+    assert run(capsys, "register", other.url, "--handler", "lambda:mailer", "--no-check")[0] == 0
 
     code, out, _ = run(capsys, "watch", orders.url, "--once")
 
@@ -97,7 +87,7 @@ def test_a_deleted_queue_shows_an_error_row(
 ) -> None:
     # Given a second registered queue that was deleted afterwards
     gone = make_queue("gone")
-    assert run(capsys, "register", gone.url, "--handler", "lambda:w")[0] == 0
+    assert run(capsys, "register", gone.url, "--handler", "lambda:w", "--no-check")[0] == 0
     aws.sqs.delete_queue(QueueUrl=gone.url)
 
     code, out, _ = run(capsys, "watch", "--once")
@@ -156,7 +146,7 @@ def service(aws: Clients, settings: Settings) -> QueueAdmin:
 
 
 def test_rates_follow_the_counters_loops_add_at_heartbeats(orders: MadeQueue, service: QueueAdmin) -> None:
-    clock = FakeClock()
+    clock = ManualClock()
     watcher = Watcher(service, window_s=20, clock=clock)
     tokens = service.tokens.list(orders.url)
 
@@ -174,8 +164,8 @@ def test_an_aws_error_on_one_refresh_shows_and_the_view_keeps_refreshing(
     orders: MadeQueue, service: QueueAdmin, aws: Clients, settings: Settings
 ) -> None:
     # Given the queues table disappears after the first refresh
-    clock = FakeClock()
-    clock.on_sleep.append(lambda: aws.dynamodb.delete_table(TableName=settings.queues_table))
+    clock = FakeClock()  # refreshes at 0, 1 and 2 s: the table goes between the first two
+    clock.at(0.5, lambda: aws.dynamodb.delete_table(TableName=settings.queues_table))
     out = io.StringIO()
 
     follow(

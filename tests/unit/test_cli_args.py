@@ -83,7 +83,6 @@ def test_other_commands_parse() -> None:
 @pytest.mark.parametrize(
     "argv",
     [
-        [],
         ["frobnicate"],
         ["register"],
         ["register", URL],
@@ -145,6 +144,7 @@ def test_table_falls_back_to_plain_columns_without_rich(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setitem(sys.modules, "rich.console", None)
+    monkeypatch.setitem(sys.modules, "sqsloops.cli.console", None)  # rich's console, if a test imported it before
 
     table("queues", ("queue", "loops"), [("orders", 3), ("mail", None)])
 

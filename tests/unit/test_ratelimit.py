@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sqsloops.ratelimit import Pacer
-from tests.fixtures.loop_kit import FakeClock
+from tests.fixtures.fakes import FakeClock
 
 
 def consume_for(pacer: Pacer, clock: FakeClock, *, seconds: float, batch_size: int) -> int:

@@ -12,7 +12,7 @@ from rich.console import Console
 
 from sqsloops.cli import main
 from sqsloops.cli.watch import COLUMNS, follow, render, shown_columns
-from sqsloops.clock import Clock
+from sqsloops.clock import ManualClock
 from sqsloops.errors import NotRegisteredError
 from sqsloops.ops.registration import Counters, LoopCounts, QueueStatus
 from sqsloops.ops.watch import Rates, Snapshot, Throughput, Watcher, default_window_s
@@ -21,24 +21,6 @@ from sqsloops.registry import QueueConfig
 
 URL = "https://sqs.us-east-1.amazonaws.com/123456789012/orders"
 EPOCH_S = 1_700_000_000.0
-
-
-class FakeClock(Clock):
-    """Time moves only when someone sleeps."""
-
-    def __init__(self) -> None:
-        self.elapsed_s = 0.0
-        self.sleeps: list[float] = []
-
-    def now(self) -> float:
-        return EPOCH_S + self.elapsed_s
-
-    def monotonic(self) -> float:
-        return self.elapsed_s
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.elapsed_s += max(0.0, seconds)
 
 
 def status(processed: int = 0, failed: int = 0, *, url: str = URL, error: str | None = None) -> QueueStatus:
@@ -145,7 +127,7 @@ def test_the_default_window_spans_two_heartbeats_and_at_least_ten_seconds() -> N
 
 
 def test_watcher_rates_from_two_snapshots_with_an_injected_clock() -> None:
-    clock = FakeClock()
+    clock = ManualClock(EPOCH_S)
     watcher = Watcher(Source([status(100, 1)], [status(130, 3)]), window_s=10, clock=clock)
 
     first = watcher.sample()
@@ -158,7 +140,7 @@ def test_watcher_rates_from_two_snapshots_with_an_injected_clock() -> None:
 
 
 def test_a_failed_refresh_keeps_the_last_values_and_says_why() -> None:
-    clock = FakeClock()
+    clock = ManualClock(EPOCH_S)
     throttled = ClientError({"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}, "Scan")
     watcher = Watcher(Source([status(10)], throttled, [status(20)]), clock=clock)
 
@@ -249,7 +231,7 @@ def plain_console() -> tuple[Console, io.StringIO]:
 
 
 def test_follow_refreshes_every_interval_until_the_duration_ends() -> None:
-    clock = FakeClock()
+    clock = ManualClock(EPOCH_S)
     answers = [[status(10 * n)] for n in range(10)]
     console, out = plain_console()
 
@@ -260,7 +242,7 @@ def test_follow_refreshes_every_interval_until_the_duration_ends() -> None:
 
 
 def test_follow_keeps_refreshing_after_a_failed_refresh() -> None:
-    clock = FakeClock()
+    clock = ManualClock(EPOCH_S)
     denied = ClientError({"Error": {"Code": "AccessDenied", "Message": "no"}}, "Scan")
     console, out = plain_console()
 
@@ -278,7 +260,7 @@ def test_follow_keeps_refreshing_after_a_failed_refresh() -> None:
 
 
 def test_follow_in_a_terminal_redraws_in_place() -> None:
-    clock = FakeClock()
+    clock = ManualClock(EPOCH_S)
     out = io.StringIO()
     console = Console(file=out, width=250, force_terminal=True)
 

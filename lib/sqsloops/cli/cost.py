@@ -183,10 +183,11 @@ def _print_plain(comparison: Comparison) -> None:
 
 
 def _print_rich(comparison: Comparison) -> None:
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console(file=sys.stdout)
+    from sqsloops.cli.console import stdout_console
+
+    console = stdout_console()
     console.print(title(comparison), style="bold", highlight=False, markup=False)
     table = Table()
     for index, column in enumerate(COLUMNS):

@@ -240,8 +240,9 @@ def _draw_live(demo: Demo, console: Console, stop: threading.Event, stack: str, 
 
 def _print_summary(result: DemoResult, *, wall_s: float, chart: Path, log_path: Path) -> None:
     """The summary as a table (rich), then as `label: value` lines for grep, then where the files are."""
-    from rich.console import Console
     from rich.table import Table
+
+    from sqsloops.cli.console import stdout_console
 
     rows = result.summary(wall_s=wall_s)
     table = Table(title="sqsloops demo", title_justify="left", show_header=False)
@@ -250,7 +251,7 @@ def _print_summary(result: DemoResult, *, wall_s: float, chart: Path, log_path: 
     for label, value in rows:
         style = "red" if label == "lost" and result.lost else ""
         table.add_row(label, value, style=style)
-    Console(file=sys.stdout).print(table)
+    stdout_console().print(table)
     for line in format_summary(rows):
         say(line)
     say(f"chart: {chart}")

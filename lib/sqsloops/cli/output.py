@@ -33,8 +33,9 @@ def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[object]]) 
     """A table on stdout. rich is imported here, on use: the runtime modules never load it."""
     cells = [["" if cell is None else str(cell) for cell in row] for row in rows]
     try:
-        from rich.console import Console
         from rich.table import Table
+
+        from sqsloops.cli.console import stdout_console
     except ImportError:  # the `cli` extra is not installed: plain aligned columns
         widths = [max(len(c), *(len(r[i]) for r in cells)) if cells else len(c) for i, c in enumerate(columns)]
         say(title)
@@ -46,7 +47,4 @@ def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[object]]) 
         rich_table.add_column(column, justify="left" if index == 0 else "right", overflow="fold")
     for row in cells:
         rich_table.add_row(*row)
-    console = Console(file=sys.stdout)
-    if not console.is_terminal:  # piped or captured: long queue URLs stay whole instead of folding at 80 columns
-        console = Console(file=sys.stdout, width=max(console.width, 240))
-    console.print(rich_table)
+    stdout_console(piped_width=240).print(rich_table)  # piped: long queue URLs stay whole

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from importlib.metadata import PackageNotFoundError, version
 from typing import NoReturn
 
 from sqsloops.cli import cost, demo, local, registration, watch
@@ -32,7 +33,17 @@ def build_parser() -> CliParser:
     )
     parser.add_argument("--region", metavar="R", help="AWS region (default: the usual AWS configuration)")
     parser.add_argument("-v", "--verbose", action="store_true", help="show structured logs on stderr")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=CliParser)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
+    # Not required: a bare `sqsloops` gets the help (main), not a usage error.
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=CliParser)
     for group in COMMAND_GROUPS:
         group.add_commands(commands)
     return parser
+
+
+def package_version() -> str:
+    """The installed distribution's version (pyproject.toml's, via importlib.metadata): one source of truth."""
+    try:
+        return version(PROG)
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"

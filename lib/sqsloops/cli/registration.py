@@ -9,7 +9,7 @@ from typing import Any
 from sqsloops.cli.context import Context
 from sqsloops.cli.output import emit_json, say, table, warn
 from sqsloops.errors import ConfigError
-from sqsloops.ops.registration import QueueStatus, Registered
+from sqsloops.ops.registration import QueueStatus, Registered, default_visibility_timeout_s
 from sqsloops.queues import QueueRef
 from sqsloops.registry import QueueConfig
 
@@ -32,6 +32,13 @@ def add_commands(commands: Any) -> None:
     register = commands.add_parser("register", help="map a queue to a handler, create its alarms, start its loops")
     register.add_argument("queue_url", metavar="QUEUE_URL")
     register.add_argument("--handler", required=True, help="lambda:NAME_OR_ARN or python:package.module:function")
+    register.add_argument(
+        "--no-check",
+        dest="check",
+        action="store_false",
+        help="do not check that the handler can work (lambda: exists and the stack may invoke it; python: imports "
+        "in the process function)",
+    )
     _add_config_options(register)
     register.set_defaults(run=run_register)
 
@@ -104,8 +111,10 @@ def config_changes(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run_register(context: Context, args: argparse.Namespace) -> int:
-    config = QueueConfig(queue_url=args.queue_url, **config_changes(args))
-    result = context.registrations.register(config)
+    # Defaults that fit the stack: on a time-compressed one the usual visibility timeout would outlast stale_after_s.
+    fitting = {"visibility_timeout_s": default_visibility_timeout_s(context.settings)}
+    config = QueueConfig(queue_url=args.queue_url, **{**fitting, **config_changes(args)})
+    result = context.registrations.register(config, check=args.check)
     _report("registered", result)
     return 0
 
@@ -186,8 +195,9 @@ def run_status(context: Context, args: argparse.Namespace) -> int:
 
 def _status_row(s: QueueStatus) -> tuple[object, ...]:
     depth, dlq = s.depth, s.dlq_depth
+    state = " (broken)" if s.broken is not None else "" if s.config.enabled else " (disabled)"
     return (
-        _name(s.queue_url) + ("" if s.config.enabled else " (disabled)"),
+        _name(s.queue_url) + state,
         depth.visible if depth else "?",
         depth.in_flight if depth else "?",
         depth.delayed if depth else "?",

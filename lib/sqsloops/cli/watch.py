@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -117,12 +116,9 @@ def run_watch(context: Context, args: argparse.Namespace) -> int:
 
 def make_console() -> Console:
     """A console on stdout; when it is not a terminal, wide enough that rows stay whole."""
-    from rich.console import Console
+    from sqsloops.cli.console import stdout_console
 
-    console = Console(file=sys.stdout)
-    if not console.is_terminal:
-        console = Console(file=sys.stdout, width=max(console.width, PIPED_WIDTH))
-    return console
+    return stdout_console(piped_width=PIPED_WIDTH)
 
 
 def follow(
@@ -260,7 +256,8 @@ def _cells(status: QueueStatus, rates: Rates) -> dict[str, Text]:
 
     depth, dlq, loops, config = status.depth, status.dlq_depth, status.loops, status.config
     unknown = "?" if status.error else "-"
-    name = _name(status.queue_url) + ("" if config.enabled else " (disabled)")
+    state = " (broken)" if status.broken is not None else "" if config.enabled else " (disabled)"
+    name = _name(status.queue_url) + state
     last = Text(_short_error(status), style="red") if status.error else Text(config.handler)
     cells = dict(
         zip(

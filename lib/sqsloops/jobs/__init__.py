@@ -4,6 +4,9 @@ Importing this package imports no AWS SDK: job modules are imported by producers
 declaration must stay cheap to import.
 """
 
+from typing import TYPE_CHECKING, Any
+
+from sqsloops.jobs.current import JobContext, NotInJobError, current_job
 from sqsloops.jobs.definition import JobFunction, JobOptions, job, jobs_in
 from sqsloops.jobs.envelope import Envelope
 from sqsloops.jobs.errors import (
@@ -19,6 +22,20 @@ from sqsloops.jobs.errors import (
     UnknownJobError,
 )
 from sqsloops.jobs.retry_policy import Decision, Exponential, RetryPolicy, Schedule
+from sqsloops.jobs.timeout import JobTimeoutError
+
+if TYPE_CHECKING:
+    from sqsloops.jobs.lambda_handler import lambda_handler
+
+
+def __getattr__(name: str) -> Any:
+    """`lambda_handler` on first use: it brings the runner and boto3, which declaring jobs does not need."""
+    if name == "lambda_handler":
+        from sqsloops.jobs.lambda_handler import lambda_handler
+
+        return lambda_handler
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "Decision",
@@ -26,18 +43,23 @@ __all__ = [
     "Envelope",
     "Exponential",
     "JobArgsError",
+    "JobContext",
     "JobDefinitionError",
     "JobError",
     "JobFunction",
     "JobNotFoundError",
     "JobOptions",
+    "JobTimeoutError",
     "MalformedEnvelopeError",
     "NoEnqueuerError",
     "NotCancellableError",
+    "NotInJobError",
     "Retry",
     "RetryPolicy",
     "Schedule",
     "UnknownJobError",
+    "current_job",
     "job",
     "jobs_in",
+    "lambda_handler",
 ]

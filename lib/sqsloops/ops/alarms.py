@@ -8,7 +8,6 @@ scale-down topic; the functions then read the live depth, so an alarm is a wake-
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -16,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 from sqsloops import defaults
+from sqsloops.alarm_scaling import queue_hash
 from sqsloops.errors import ConfigError
 from sqsloops.log import logger
 from sqsloops.queues import QueueRef
@@ -58,11 +58,6 @@ def alarm_steps(config: QueueConfig, *, max_steps: int = defaults.ALARM_STEPS) -
         ratio = high / low
         levels = sorted({round(low * ratio ** (i / (max_steps - 1))) for i in range(max_steps)})
     return [AlarmStep(level=n, threshold=(n - 1) * config.backlog_per_loop) for n in levels]
-
-
-def queue_hash(queue_url: str) -> str:
-    """8 hex characters that tell apart queues of the same name (other accounts or regions)."""
-    return hashlib.sha256(queue_url.encode()).hexdigest()[:8]
 
 
 class Alarms:

@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 from functools import cached_property
+from typing import Any
 
 from sqsloops.ops.alarms import Alarms
+from sqsloops.ops.handler_check import HandlerCheck
 from sqsloops.ops.registration import QueueAdmin
 from sqsloops.root import Root
 
 
 class OpsRoot(Root):
-    """What the CLI, the demo, benchmarks and tests build from one Settings."""
+    """What the CLI, the demo, benchmarks and tests build from one Settings.
+
+    check_handlers=False wires an admin whose register() checks no handler (tests whose handlers are only names).
+    """
+
+    def __init__(self, *args: Any, check_handlers: bool = True, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._check_handlers = check_handlers
 
     @cached_property
     def alarms(self) -> Alarms:
@@ -20,6 +29,17 @@ class OpsRoot(Root):
             scale_up_topic_arn=self.settings.scale_up_topic_arn,
             scale_down_topic_arn=self.settings.scale_down_topic_arn,
             period_s=self.settings.alarm_period_s,
+        )
+
+    @cached_property
+    def handler_check(self) -> HandlerCheck:
+        """What `register` asks before writing; its synchronous invokes wait as long as a handler's may."""
+        return HandlerCheck(
+            lambda_client=self.clients.lambda_forwarding,
+            process_function=self.settings.process_function,
+            stack_name=self.settings.stack_name,
+            cloudformation=self.clients.cloudformation,
+            iam=self.clients.get("iam"),
         )
 
     @cached_property
@@ -33,4 +53,5 @@ class OpsRoot(Root):
             alarms=self.alarms,
             sqs=self.sqs,
             clock=self.clock,
+            handler_check=self.handler_check if self._check_handlers else None,
         )
