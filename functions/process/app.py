@@ -54,6 +54,7 @@ def handle(event: Any, context: Any, make_root: Callable[[], Root]) -> dict[str,
         dispatchers=r.dispatchers,
         launcher=r.launcher,
         clock=r.clock,
+        request_id=getattr(context, "aws_request_id", None),
     )
     return {**payload.as_dict(), **result.as_dict()}
 

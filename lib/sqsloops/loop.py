@@ -147,10 +147,12 @@ def run_loop(
     clock: Clock = SYSTEM_CLOCK,
     rng: random.Random | None = None,
     receive_sqs: SQSClient | None = None,
+    request_id: str | None = None,
 ) -> LoopResult:
     """Poll payload.queue_url while remaining_ms() leaves more than settings.reserve_s, then recurse via launcher.
 
     receive_sqs long-polls (its read timeout outlasts the longest wait); sqs settles. One client may do both.
+    request_id is the invocation's aws_request_id, recorded with its claim.
     """
     loop = _Loop(
         payload,
@@ -163,6 +165,7 @@ def run_loop(
         dispatchers=dispatchers,
         clock=clock,
         rng=rng,
+        request_id=request_id,
     )
     logger.append_keys(**payload.as_dict())
     try:
@@ -198,8 +201,10 @@ class _Loop:
         dispatchers: Dispatchers,
         clock: Clock,
         rng: random.Random | None,
+        request_id: str | None = None,
     ) -> None:
         self._payload = payload
+        self._request_id = request_id
         self._receive_sqs = receive_sqs
         self._invocation_id = uuid.uuid4().hex  # tells our own retried claim from another delivery's
         self._claimed = False  # the token is ours for payload.hop (the first heartbeat is a claim)
@@ -398,6 +403,7 @@ class _Loop:
                     payload.loop_id,
                     hop=payload.hop,
                     invocation_id=self._invocation_id,
+                    request_id=self._request_id,
                     **counters,
                 )
         except HopClaimedError as exc:

@@ -349,9 +349,11 @@ def revive(event: Any, *, registry: Registry, tokens: Tokens, launcher: Launcher
     failed invocation's hop or the one before: its hop h was claimed by nobody later (a later hop means the loop
     lives on: it handed over before failing). At h - 1 the failed invocation never claimed it; at h it did and has
     ended. Either way no invocation consumes under it now, and a hand-over still in flight fails its claim against
-    the new loop_id. One case is beyond what the record tells: another invocation claiming the same hop h (a
-    duplicate delivery of the event, or the same-hop hand-over of an invocation whose claim never got through) while
-    the copy that failed never claimed; it then runs on until its next heartbeat fails, beside the revived loop.
+    the new loop_id. At h, the claim records the claimant's aws_request_id: a record whose requestId is not the
+    claimant's is about another invocation of the same hop (a second Invoke of the event, or the same-hop hand-over
+    of an invocation whose claim never got through), and the claimant lives on. One case is beyond what the record
+    tells: a repeated delivery of one event may share its request id, so if the copy that never claimed is the one
+    that failed, the claimant runs on until its next heartbeat fails, beside the revived loop.
 
     OnFailure catches function errors (RetriesExhausted) and events past their maximum age (EventAgeExceeded), not
     events Lambda drops unsent (an Invoke that never reached Lambda, one the launcher gave up on): the restart sweep,
@@ -373,7 +375,7 @@ def revive(event: Any, *, registry: Registry, tokens: Tokens, launcher: Launcher
         loop_id=payload.loop_id,
         hop=payload.hop,
     )
-    token, refusal, error = _read(payload, registry, tokens)
+    token, refusal, error = _read(payload, registry, tokens, failed.request_id)
     if token is None or refusal:
         return _revival(_with(seen, refusal, error=error))
     try:
@@ -387,7 +389,9 @@ def revive(event: Any, *, registry: Registry, tokens: Tokens, launcher: Launcher
     return _revival(_with(seen, REVIVED, new_loop_id=fresh.loop_id))
 
 
-def _read(payload: LoopPayload, registry: Registry, tokens: Tokens) -> tuple[Token | None, str, str]:
+def _read(
+    payload: LoopPayload, registry: Registry, tokens: Tokens, request_id: str = ""
+) -> tuple[Token | None, str, str]:
     """The token a failed invocation held, and why it may not be taken over ("" when it may), with an error text."""
     try:
         config = registry.get(payload.queue_url)
@@ -398,10 +402,10 @@ def _read(payload: LoopPayload, registry: Registry, tokens: Tokens) -> tuple[Tok
     if not scaling.active(config):
         return None, INACTIVE, ""
     token = next((t for t in tokens.list(payload.queue_url, live=False) if t.slot == payload.token), None)
-    return token, _refusal(token, payload), ""
+    return token, _refusal(token, payload, request_id), ""
 
 
-def _refusal(token: Token | None, payload: LoopPayload) -> str:
+def _refusal(token: Token | None, payload: LoopPayload, request_id: str = "") -> str:
     """Why this token is not the failed invocation's to take over; "" when it is (see `revive`)."""
     if token is None or (token.loop_id != payload.loop_id and not token.retired):
         return GONE
@@ -409,6 +413,8 @@ def _refusal(token: Token | None, payload: LoopPayload) -> str:
         return RETIRED
     if token.hop not in (payload.hop - 1, payload.hop):
         return ALIVE
+    if token.hop == payload.hop and token.claimed_request and request_id and token.claimed_request != request_id:
+        return ALIVE  # another invocation (a second Invoke of the same event) claimed this hop and holds it
     return ""
 
 

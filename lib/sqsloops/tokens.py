@@ -110,6 +110,7 @@ class Token:
     retired_at: float | None = None  # set when scale-down retired the token: its loop is stopping
     reusable_at: float | None = None  # a retired slot may get a new token only after this (epoch seconds)
     hop: int = 0  # the last invocation that claimed the token under this loop_id (0: none yet, it is starting)
+    claimed_request: str | None = None  # the Lambda request id of that invocation, when it had one
 
     @classmethod
     def from_item(cls, item: dict[str, Any]) -> Token:
@@ -134,6 +135,7 @@ class Token:
                 retired_at=optional("retired_at"),
                 reusable_at=optional("reusable_at"),
                 hop=int(number("hop")),
+                claimed_request=item["claimed_request"]["S"] if "claimed_request" in item else None,
             )
         except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
             raise UnreadableTokenError(_key_of(item), f"{type(exc).__name__}: {exc}") from exc
@@ -240,6 +242,7 @@ class Tokens:
         *,
         hop: int,
         invocation_id: str,
+        request_id: str | None = None,
         processed: int = 0,
         failed: int = 0,
         invocations: int = 0,
@@ -249,15 +252,23 @@ class Tokens:
         Hop 1 also claims a token written before hops existed (no `hop` attribute). HopClaimedError if this loop's
         token is at another hop: hop or later was claimed already (this event is a repeat, or late), or hop - 1
         never was. TokenLostError if the token is gone or carries another loop_id. TransientAwsError as heartbeat().
-        `invocation_id` tells a retried claim whose first attempt went through unseen from a repeated event's.
+        `invocation_id` tells a retried claim whose first attempt went through unseen from a repeated event's; it is
+        made per invocation, never Lambda's request id, which a repeated delivery of one event may share.
+        `request_id` (the invocation's aws_request_id) is kept as `claimed_request`, so the restart function can
+        tell whether a failed invocation's record is about the one that holds the hop (sqsloops.restart.revive).
         """
         previous = "hop = :previous OR attribute_not_exists(hop)" if hop == 1 else "hop = :previous"
+        claimed = "claimed_by = :me, claimed_request = :request" if request_id else "claimed_by = :me"
+        update = f"SET last_used = :now, hop = :hop, {claimed} ADD #p :p, #f :f, #i :i"
+        if not request_id:
+            update += " REMOVE claimed_request"
+        extra = {":request": {"S": request_id}} if request_id else {}
         try:
             call_aws(
                 lambda: self._ddb.update_item(
                     TableName=self._table,
                     Key=self._key(queue_url, token),
-                    UpdateExpression="SET last_used = :now, hop = :hop, claimed_by = :me ADD #p :p, #f :f, #i :i",
+                    UpdateExpression=update,
                     ConditionExpression=f"attribute_exists(#t) AND loop_id = :mine AND ({previous})",
                     ExpressionAttributeNames={"#t": "token", "#p": "processed", "#f": "failed", "#i": "invocations"},
                     ExpressionAttributeValues={
@@ -269,6 +280,7 @@ class Tokens:
                         ":p": {"N": str(processed)},
                         ":f": {"N": str(failed)},
                         ":i": {"N": str(invocations)},
+                        **extra,
                     },
                     ReturnValuesOnConditionCheckFailure="ALL_OLD",
                 )
@@ -342,7 +354,9 @@ class Tokens:
                 lambda: self._ddb.update_item(
                     TableName=self._table,
                     Key=self._key(stale.queue_url, stale.slot),
-                    UpdateExpression="SET loop_id = :new, last_used = :now, hop = :zero REMOVE claimed_by",
+                    UpdateExpression=(
+                        "SET loop_id = :new, last_used = :now, hop = :zero REMOVE claimed_by, claimed_request"
+                    ),
                     ConditionExpression="attribute_exists(#t) AND loop_id = :old AND last_used = :seen"
                     " AND attribute_not_exists(retired_at)",
                     ExpressionAttributeNames={"#t": "token"},

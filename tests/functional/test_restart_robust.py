@@ -149,7 +149,12 @@ def test_a_token_whose_handling_fails_is_counted_and_the_sweep_goes_on(
 # --- revive: the OnFailure destination record of a failed loop invocation ---------------------------------------
 
 
-def failure_record(token: Token, *, hop: int, condition: str = RETRIES_EXHAUSTED) -> dict[str, Any]:
+FAILED_REQUEST = "e4b46cbf-b738-4aa1-8880-a18cdf61200e"
+
+
+def failure_record(
+    token: Token, *, hop: int, condition: str = RETRIES_EXHAUSTED, request_id: str = FAILED_REQUEST
+) -> dict[str, Any]:
     """What Lambda sends the OnFailure destination for a failed asynchronous invocation (the developer guide's
     invocation record, version 1.0), for the loop payload of `token` at `hop`."""
     arn = "arn:aws:lambda:us-east-1:123456789012:function:sqsloops-test-process:$LATEST"
@@ -157,7 +162,7 @@ def failure_record(token: Token, *, hop: int, condition: str = RETRIES_EXHAUSTED
         "version": "1.0",
         "timestamp": "2026-12-02T14:16:05.568Z",
         "requestContext": {
-            "requestId": "e4b46cbf-b738-4aa1-8880-a18cdf61200e",
+            "requestId": request_id,
             "functionArn": arn,
             "condition": condition,
             "approximateInvokeCount": 1 if condition == RETRIES_EXHAUSTED else 0,
@@ -205,6 +210,27 @@ def test_an_event_that_aged_out_before_running_is_revived(world: World) -> None:
 
     assert response["revival"]["outcome"] == "revived"
     assert world.token(waiting.queue_url, waiting.slot).loop_id != waiting.loop_id
+
+
+def test_a_failed_invocation_of_a_hop_another_invocation_claimed_leaves_the_claimant_alone(world: World) -> None:
+    # Given hop 2 was invoked twice (a retried Invoke whose first attempt went through): request B claimed it
+    config = world.register("work", max_loops=2)
+    token = world.tokens.create(config.queue_url)
+    assert token is not None
+    world.tokens.claim(token.queue_url, token.slot, token.loop_id, hop=1, invocation_id="i1", request_id="request-a")
+    world.tokens.claim(token.queue_url, token.slot, token.loop_id, hop=2, invocation_id="i2", request_id="request-b")
+    live = world.token(token.queue_url, token.slot)
+    assert live.claimed_request == "request-b"
+
+    # When the other copy (request C) crashes before its claim and Lambda reports it
+    response = world.run(failure_record(live, hop=2, request_id="request-c"))
+
+    # Then the claimant runs on: nothing is taken over or started
+    assert response["revival"]["outcome"] == "alive"
+    assert world.token(live.queue_url, live.slot) == live
+    assert world.launcher.started == []
+    # But a failure of the claimant itself is revived
+    assert world.run(failure_record(live, hop=2, request_id="request-b"))["revival"]["outcome"] == "revived"
 
 
 def test_a_failed_invocation_whose_loop_handed_over_first_leaves_the_live_loop_alone(world: World) -> None:

@@ -151,7 +151,7 @@ class AsyncInvoker:
 
     def _run_event(self, pool: FunctionPool, fn: Any, event: _Event, retries: int) -> None:
         try:
-            outcome = pool.run(fn, event.payload)
+            outcome = pool.run(fn, event.payload, request_id=event.request_id)
         finally:
             pool.finished()
         if outcome.ok or self._stopped.is_set():
