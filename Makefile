@@ -77,3 +77,9 @@ bench-recovery: $(STAMP)
 
 bench-retry-budgets: $(STAMP)
 	$(BIN)/python bench/retry_budgets.py $(BENCH_ARGS)
+
+# Chaos (bench/chaos.py): 10,000 messages through failing handlers under injected faults, against the same run
+# without them; e.g. make chaos BENCH_ARGS="--messages 2000 --loops 3".
+.PHONY: chaos
+chaos: $(STAMP)
+	$(BIN)/python -m bench.chaos $(BENCH_ARGS)

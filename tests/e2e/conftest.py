@@ -23,6 +23,8 @@ from typing import Any, TypeVar
 
 import pytest
 
+from bench.chaos import CHAOS_HANDLER_LAYER
+from sqsloops.local.provision import LayerSource
 from sqsloops.local.server import EmbeddedAws
 from sqsloops.ops.registration import QueueAdmin
 from sqsloops.queues import queue_depth
@@ -38,9 +40,25 @@ DEADLINE_S = 60.0  # how long a poll may wait on a loaded 2-core machine before 
 MakeFunction = Callable[..., str]
 
 
+# The handlers the e2e tests register as python:tests...: workers see only code and layers (as on AWS), so they
+# come in a layer the embedded stack attaches to the process function, as a deployment ships its handlers.
+TEST_HANDLERS_LAYER = LayerSource(
+    name="test-handlers",
+    root=TEMPLATE.parent,
+    entries=(
+        "tests/__init__.py",
+        "tests/e2e/__init__.py",
+        "tests/e2e/handlers.py",
+        "tests/fixtures/__init__.py",
+        "tests/fixtures/handlers.py",
+    ),
+)
+
+
 @pytest.fixture(scope="package")
 def embedded_aws() -> Iterator[EmbeddedAws]:
-    with EmbeddedAws(template=TEMPLATE, stack_name=STACK, time_scale=TIME_SCALE) as aws:
+    layers = (TEST_HANDLERS_LAYER, CHAOS_HANDLER_LAYER)
+    with EmbeddedAws(template=TEMPLATE, stack_name=STACK, time_scale=TIME_SCALE, handler_layers=layers) as aws:
         yield aws
 
 
@@ -80,7 +98,7 @@ def make_function(embedded_aws: EmbeddedAws, lambda_role_arn: str) -> MakeFuncti
         environment: dict[str, str] | None = None,
         name: str | None = None,
     ) -> str:
-        function_name = name or f"{STACK}-test-{uuid.uuid4().hex[:8]}"
+        function_name = name or f"{STACK}-handler-{uuid.uuid4().hex[:8]}"  # within the default invoke scope
         lambda_.create_function(
             FunctionName=function_name,
             Runtime="python3.11",
@@ -168,7 +186,7 @@ def make_queue_with_dlq(embedded_aws: EmbeddedAws) -> Callable[..., tuple[str, s
     sqs = embedded_aws.client("sqs")
 
     def make(prefix: str = "q", *, max_receive_count: int = 5) -> tuple[str, str]:
-        name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+        name = f"{STACK}-{prefix}-{uuid.uuid4().hex[:8]}"  # within the default queue scope
         dlq_url = str(sqs.create_queue(QueueName=f"{name}-dlq")["QueueUrl"])
         dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
         policy = {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(max_receive_count)}

@@ -1,9 +1,9 @@
 """Handlers the e2e tests register as `python:tests.e2e.handlers:NAME`: they run inside the process function's workers.
 
-A worker finds this module through the parent's sys.path (the executor appends it behind the function's code and
-layer), so it imports only the standard library. Every message body is JSON, `{"id": ..., "log": PATH, ...}`; a
-handler appends one JSON line per handled message to `log` with a single O_APPEND write, so loops in several
-worker processes can share one file. The test reads it back with `read_log`.
+A worker finds this module in the test layer the e2e stack attaches to the process function (conftest.py:
+TEST_HANDLERS_LAYER), so it imports only the standard library. Every message body is JSON,
+`{"id": ..., "log": PATH, ...}`; a handler appends one JSON line per handled message to `log` with a single
+O_APPEND write, so loops in several worker processes can share one file. The test reads it back with `read_log`.
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+import aws_lambda_powertools
 import boto3
 import pytest
 from moto import mock_aws
@@ -57,14 +58,30 @@ def test_the_layer_zip_carries_every_runtime_file_under_python(layer_names: list
     assert not missing, f"runtime files missing from the layer zip: {missing}"
 
 
-def test_the_layer_zip_carries_nothing_but_the_runtime(layer_names: list[str]) -> None:
+def test_the_layer_zip_carries_nothing_but_the_runtime_and_its_installed_packages(layer_names: list[str]) -> None:
     extra = sorted(set(layer_names) - {f"python/{name}" for name in runtime_sources()})
-    assert not extra, f"the layer zip ships files that are not runtime: {extra}"
+    assert not [n for n in extra if n.startswith("python/sqsloops/")], "non-runtime sqsloops files in the layer"
+    site_packages = Path(aws_lambda_powertools.__file__).resolve().parents[1]
+    foreign = [n for n in extra if not (site_packages / n.removeprefix("python/")).is_file()]
+    assert not foreign, f"the layer zip ships files that are neither runtime nor installed packages: {foreign}"
     for wing in OFF_LAYER:
         assert not [n for n in layer_names if n.startswith(f"python/sqsloops/{wing}/")], f"{wing}/ is in the layer"
     assert not [n for n in layer_names if "__pycache__" in n or n.endswith(".pyc") or ".egg-info" in n]
     for name in ("python/layer.txt", "python/Makefile", "python/requirements.txt"):
         assert name not in layer_names
+
+
+def test_the_layer_zip_bundles_its_requirements_and_theirs_as_sam_build_does(layer_names: list[str]) -> None:
+    """lib/Makefile pip-installs requirements.txt into the layer; the embedded AWS copies the same distributions
+    from this virtualenv (workers no longer fall back to it), so a Powertools import works from the layer alone."""
+    names = set(layer_names)
+    for name in ("aws_lambda_powertools", "croniter", "tzdata", "jmespath", "dateutil"):  # required, or theirs
+        assert f"python/{name}/__init__.py" in names, f"{name} is not in the layer"
+    for module in ("typing_extensions.py", "six.py"):
+        assert f"python/{module}" in names
+    dist_infos = {n.split("/")[1] for n in names if n.split("/")[1].endswith(".dist-info")}
+    assert any(d.startswith("aws_lambda_powertools-3.") for d in dist_infos)
+    assert not [n for n in names if n.split("/")[1] in ("boto3", "botocore", "bin")], "not required by the layer"
 
 
 def test_function_code_is_still_zipped_whole() -> None:
@@ -176,3 +193,28 @@ def test_the_makefile_and_the_embedded_aws_ship_the_same_runtime_files(tmp_path:
     assert expected is not None
     assert "sqsloops/loop.py" in expected
     assert make_layer_files(source, tmp_path / "artifacts") == expected
+
+
+@pytest.mark.parametrize(
+    ("requirement", "fragment"),
+    [
+        ("no-such-distribution-xyz>=1", "not installed in this virtualenv"),
+        ("croniter<1", "but 7"),
+    ],
+)
+def test_a_requirement_this_virtualenv_cannot_satisfy_is_a_deploy_error(
+    layer_dir: Path, requirement: str, fragment: str
+) -> None:
+    """Nothing is downloaded: a layer requirement that is missing here, or at another version, stops the deploy."""
+    (layer_dir / "requirements.txt").write_text(f"# the layer's packages\n{requirement}\n")
+    with pytest.raises(DeployError) as caught:
+        zip_layer(layer_dir)
+    assert fragment in str(caught.value)
+    assert requirement in str(caught.value)
+
+
+def test_a_requirement_and_what_it_requires_go_in_the_layer_zip(layer_dir: Path) -> None:
+    (layer_dir / "requirements.txt").write_text("croniter\n")
+    names = set(zipfile.ZipFile(io.BytesIO(zip_layer(layer_dir))).namelist())
+    assert {"python/croniter/__init__.py", "python/dateutil/__init__.py", "python/six.py"} <= names
+    assert not [n for n in names if n.endswith(".pyc") or "/__pycache__/" in n or n.startswith("python/bin/")]

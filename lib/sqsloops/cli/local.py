@@ -9,6 +9,7 @@ everything (workers included) and exits 0. sqsloops.local is imported when the c
 from __future__ import annotations
 
 import argparse
+import errno
 import math
 import shlex
 import signal
@@ -18,13 +19,16 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqsloops
 from sqsloops.cli.context import Context
 from sqsloops.cli.output import say
 from sqsloops.errors import ConfigError
 from sqsloops.ops.demo import MAX_TIME_SCALE, embedded_parameters
+
+if TYPE_CHECKING:
+    from sqsloops.local.server import EmbeddedAws
 
 DEFAULT_STACK = "sqsloops"
 TEMPLATE_NAME = "template.yaml"
@@ -47,6 +51,13 @@ def add_commands(commands: Any) -> None:
     up.add_argument("--stack", default=argparse.SUPPRESS, metavar="NAME", help=f"stack name (default {DEFAULT_STACK})")
     up.add_argument("--template", type=Path, metavar="PATH", help="the SAM template (default: the repository's)")
     up.add_argument("--quiet", action="store_true", help="do not stream the functions' logs")
+    up.add_argument(
+        "--faults",
+        default="",
+        metavar="SPEC",
+        help="inject faults into what the functions do, e.g. ddb-throttle=0.2,ddb-storm=5s/30s,invoke-fail=0.05,"
+        "invoke-outage=10s/60s,invoke-drop=0.05,kill=every:30s (durations in stack time; see sqsloops.local.faults)",
+    )
     up.set_defaults(run=run_up)
 
 
@@ -92,6 +103,9 @@ def shell_lines(env: dict[str, str]) -> list[str]:
 def run_up(context: Context, args: argparse.Namespace) -> int:
     stack = args.stack or DEFAULT_STACK
     template = find_template(args.template)
+    from sqsloops.local.faults import Faults  # standard library only: a bad spec is one line, before anything starts
+
+    faults = Faults.parse(args.faults)
     from sqsloops.local.server import EmbeddedAws  # the `local` extra, imported once the arguments are known good
 
     echo: Callable[[str], None] = _discard if args.quiet else _to_stderr
@@ -102,15 +116,18 @@ def run_up(context: Context, args: argparse.Namespace) -> int:
         parameters=embedded_parameters(args.time_scale),
         port=args.port,
         echo=echo,
+        faults=faults,
     )
     stop = threading.Event()
     with _stop_on_sigterm(stop):
         try:
-            aws.start()
+            _start(aws, port=args.port)
             settings = aws.settings
             say(f"# sqsloops: stack {stack} on the embedded AWS at {aws.endpoint} (time x{args.time_scale:g})")
             real_period_s = settings.alarm_period_s / args.time_scale
             say(f"# process function {settings.process_function}, alarm period {real_period_s:g} s (real time)")
+            if faults.any:
+                say(f"# faults injected into the functions' calls: {faults}")
             say("# in another shell, for boto3, the AWS CLI and sqsloops register/status/watch:")
             for line in shell_lines(aws.env()):
                 say(line)
@@ -124,6 +141,25 @@ def run_up(context: Context, args: argparse.Namespace) -> int:
             aws.stop()
     print("sqsloops: embedded AWS stopped", file=sys.stderr)
     return 0
+
+
+def _start(aws: EmbeddedAws, *, port: int) -> None:
+    """Start the embedded AWS; a port someone else holds is a one-line ConfigError, not a traceback."""
+    try:
+        aws.start()
+    except OSError as exc:
+        if port and _address_in_use(exc):
+            raise ConfigError(f"port {port} is in use; pass another --port (0 picks a free one)") from exc
+        raise
+
+
+def _address_in_use(exc: BaseException | None) -> bool:
+    """EADDRINUSE on the error or on what caused it (the embedded AWS re-raises the bind error with its address)."""
+    while exc is not None:
+        if isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE:
+            return True
+        exc = exc.__cause__
+    return False
 
 
 @contextmanager

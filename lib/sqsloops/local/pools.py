@@ -14,6 +14,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from sqsloops.local import faults
 from sqsloops.local.worker_client import Echo, Worker, WorkerGoneError, WorkerTimeoutError
 from sqsloops.local.worker_spawner import WorkerSpawner, fingerprint
 
@@ -70,9 +71,13 @@ class FunctionPool:
             idle, self.idle = self.idle, []
         return idle
 
-    def run(self, fn: Any, payload: bytes) -> Outcome:
-        """Invoke `fn` on a warm worker (a new one if none matches); every failure comes back as Lambda's error."""
-        request_id = str(uuid.uuid4())
+    def run(self, fn: Any, payload: bytes, *, request_id: str | None = None) -> Outcome:
+        """Invoke `fn` on a warm worker (a new one if none matches); every failure comes back as Lambda's error.
+
+        `request_id` is the context's aws_request_id: an asynchronous event keeps one across its retries, and its
+        destination record names it, as on Lambda.
+        """
+        request_id = request_id or str(uuid.uuid4())
         try:
             worker = self._take_worker(fn)
         except Exception as exc:  # unreadable code zip and the like: the function cannot start
@@ -90,7 +95,8 @@ class FunctionPool:
             "invoked_function_arn": fn.function_arn,
         }
         try:
-            reply = worker.call(request, deadline=time.monotonic() + timeout_s)
+            with faults.running(fn.function_name, worker, payload):  # while it runs, a kill fault may end it
+                reply = worker.call(request, deadline=time.monotonic() + timeout_s)
         except WorkerTimeoutError:
             self._spawner.discard(worker)
             message = f"RequestId: {request_id} Error: Task timed out after {timeout_s:.2f} seconds"

@@ -8,9 +8,11 @@ TTL.
 
 A layer zip carries its ContentUri directory under `python/`: the files its `layer.txt` lists when it has one
 (for this template, lib/layer.txt: the runtime, i.e. sqsloops core and jobs, without ops/, cli/, local/), with
-the rule lib/Makefile applies for `sam build` (see `layer_files`), else the whole directory. Nothing is downloaded
-at deploy: the packages of lib/requirements.txt (Powertools) are not bundled; workers run with this virtualenv's
-site-packages behind the layer, where the `local` extra installed them.
+the rule lib/Makefile applies for `sam build` (see `layer_files`), else the whole directory. Beside a layer.txt,
+the packages of requirements.txt (Powertools, croniter, tzdata and what they require) go in too, as lib/Makefile's
+`pip install --target` puts them: copied from this virtualenv's installed distributions by their RECORD, never
+downloaded (sqsloops.local.distributions). Workers see only the function's code, its layers and the Lambda
+runtime's boto3 (worker_spawner), so a layer missing a dependency fails here as it would on AWS.
 
 Intrinsics in the skipped resources are resolved by moto's own CloudFormation resolver against the created
 stack (the embedded server runs in this process), so `!Ref`, `!GetAtt`, `!Sub`, `!If` and conditions mean
@@ -30,7 +32,7 @@ import time
 import uuid
 import warnings
 import zipfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +45,7 @@ from samtranslator.translator.transform import transform
 from samtranslator.yaml_helper import intrinsics_multi_constructor
 
 from sqsloops.errors import DeployError
+from sqsloops.local import distributions
 
 ClientFactory = Callable[[str], Any]
 Echo = Callable[[str], None]
@@ -70,6 +73,8 @@ COMPLETED_TYPES = (
 _SKIPPED_FILES = {"__pycache__", ".pytest_cache", ".mypy_cache"}
 # A layer directory holding this file ships only what it lists (the same file lib/Makefile reads for sam build).
 LAYER_MANIFEST = "layer.txt"
+# Beside a layer.txt: the packages lib/Makefile installs into the layer (pip install --requirement ... --target).
+LAYER_REQUIREMENTS = "requirements.txt"
 _region_lock = threading.Lock()
 
 
@@ -151,13 +156,19 @@ def layer_files(directory: Path) -> list[str] | None:
     manifest = directory / LAYER_MANIFEST
     if not manifest.is_file():
         return None
+    return matching_files(directory, manifest.read_text().splitlines(), source=manifest)
+
+
+def matching_files(directory: Path, entries: Iterable[str], *, source: object) -> list[str]:
+    """The files (relative POSIX paths, sorted) that manifest `entries` match under `directory` (the rule of
+    `layer_files`); `source` names where the entries came from in the DeployError of a bad entry."""
     files: set[str] = set()
-    for line in manifest.read_text().splitlines():
+    for line in entries:
         entry = line.strip()
         if not entry or entry.startswith("#"):
             continue
         if entry.startswith("/") or ".." in Path(entry).parts or "**" in entry:
-            raise DeployError(f"{manifest}: {entry!r} must be a path inside {directory} without '..' or '**'")
+            raise DeployError(f"{source}: {entry!r} must be a path inside {directory} without '..' or '**'")
         for match in directory.glob(entry):
             for path in sorted(match.rglob("*")) if match.is_dir() else [match]:
                 relative = path.relative_to(directory)
@@ -167,16 +178,49 @@ def layer_files(directory: Path) -> list[str] | None:
 
 
 def zip_layer(directory: Path) -> bytes:
-    """A layer's zip: what `layer.txt` lists (see `layer_files`) or else the whole directory, under `python/`."""
+    """A layer's zip, under `python/`: what `layer.txt` lists (see `layer_files`) and the packages of the
+    requirements.txt beside it (see `layer_packages`), or else the whole directory."""
     if not directory.is_dir():
         raise DeployError(f"layer directory not found: {directory}")
     listed = layer_files(directory)
     if listed is None:
         return zip_directory(directory, prefix="python/")
+    files = [(relative, directory / relative) for relative in listed] + layer_packages(directory)
+    return _zip_files(files, prefix="python/")
+
+
+def layer_packages(directory: Path) -> list[tuple[str, Path]]:
+    """What lib/Makefile's `pip install --requirement requirements.txt --target python/` installs, from this
+    virtualenv: (path under python/, installed file) of each required distribution and of what it requires."""
+    requirements = directory / LAYER_REQUIREMENTS
+    if not requirements.is_file():
+        return []
+    files: list[tuple[str, Path]] = []
+    for dist in distributions.closure(distributions.read_requirements(requirements), where=str(requirements)):
+        files += distributions.installed_files(dist)
+    return files
+
+
+@dataclass(frozen=True)
+class LayerSource:
+    """A layer assembled from files under `root` (`entries` follow layer.txt's rule), such as a test's handlers."""
+
+    name: str
+    root: Path
+    entries: tuple[str, ...]
+
+    def zip(self) -> bytes:
+        listed = matching_files(self.root, self.entries, source=f"layer {self.name}")
+        if not listed:
+            raise DeployError(f"layer {self.name}: no file under {self.root} matches {list(self.entries)}")
+        return _zip_files([(relative, self.root / relative) for relative in listed], prefix="python/")
+
+
+def _zip_files(files: Iterable[tuple[str, Path]], *, prefix: str) -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for relative in listed:
-            archive.write(directory / relative, "python/" + relative)
+        for relative, path in files:
+            archive.write(path, prefix + relative)
     return buffer.getvalue()
 
 

@@ -10,6 +10,12 @@ runs (mock_aws resets those same backends).
 Time compression (`time_scale` k > 1): alarms are evaluated every Period/k, rate() schedules fire every
 interval/k, each invocation gets Timeout/k, and the stack is deployed with StaleAfterSeconds and HeartbeatSeconds
 divided by k (at least 1 s) unless `parameters` sets them.
+
+Faults (`faults=`, or `set_faults` while it runs; sqsloops.local.faults) throttle DynamoDB, fail or drop async
+invokes and kill the process function's execution environments, their windows and periods in compressed time.
+`handler_layers` are layers attached to the process function, where `python:` handlers run: workers see only
+code and layers (and the runtime's boto3), so handlers a deployment does not ship in its layer (a test's fixtures,
+a benchmark's) come in this way, as they would on AWS.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from __future__ import annotations
 import logging
 import socket
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -28,10 +34,12 @@ from moto.server import ThreadedMotoServer
 
 from sqsloops.clients import Clients
 from sqsloops.clock import SYSTEM_CLOCK, Clock
+from sqsloops.local import faults as faults_module
 from sqsloops.local import sqs_speed
 from sqsloops.local.evaluator import AlarmEvaluator
 from sqsloops.local.executor import FAKE_CREDENTIALS, LambdaExecutor
-from sqsloops.local.provision import Deployment, deploy, load_template
+from sqsloops.local.faults import FaultInjector, Faults
+from sqsloops.local.provision import Deployment, LayerSource, deploy, load_template
 from sqsloops.local.scheduler import Scheduler
 from sqsloops.ops.root import OpsRoot
 from sqsloops.ops.stack import STACK_ENV
@@ -55,6 +63,8 @@ class EmbeddedAws:
         parameters: Mapping[str, str] | None = None,
         port: int = 0,
         echo: Callable[[str], None] | None = None,
+        faults: Faults | None = None,
+        handler_layers: Sequence[LayerSource] = (),
     ) -> None:
         if time_scale <= 0:
             raise ValueError(f"time_scale must be positive, got {time_scale}")
@@ -64,6 +74,8 @@ class EmbeddedAws:
         self.parameters = dict(parameters or {})
         self.port = port
         self.echo = echo
+        self.faults = faults
+        self.handler_layers = tuple(handler_layers)
         self.endpoint = ""
         self.deployment: Deployment | None = None
         self._settings: Settings | None = None
@@ -77,6 +89,7 @@ class EmbeddedAws:
         self._executor: LambdaExecutor | None = None
         self._evaluator: AlarmEvaluator | None = None
         self._scheduler: Scheduler | None = None
+        self._injector: FaultInjector | None = None
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -117,6 +130,7 @@ class EmbeddedAws:
             echo=self.echo,
         )
         self._settings = Settings.from_outputs(self.stack_name, self.deployment.outputs)
+        self.attach_handler_layers(self.handler_layers)
         for function_name in self.deployment.function_names:
             self._executor.prewarm(function_name)
         self._evaluator = AlarmEvaluator(
@@ -134,9 +148,49 @@ class EmbeddedAws:
         )
         self._evaluator.start()
         self._scheduler.start()
+        self.set_faults(self.faults)
+
+    def attach_handler_layers(self, layers: Sequence[LayerSource]) -> None:
+        """Publish each layer and add it to the process function's layers, after those it has: python: handlers
+        import from them. Its warm workers are replaced on their next use (their layers changed)."""
+        if not layers:
+            return
+        lambda_ = self.client("lambda")
+        function_name = self.settings.process_function
+        config = lambda_.get_function_configuration(FunctionName=function_name)
+        arns = [layer["Arn"] for layer in config.get("Layers", [])]
+        for layer in layers:
+            published = lambda_.publish_layer_version(
+                LayerName=f"{self.stack_name}-{layer.name}",
+                Content={"ZipFile": layer.zip()},
+                CompatibleRuntimes=["python3.11"],
+            )
+            arns.append(published["LayerVersionArn"])
+        lambda_.update_function_configuration(FunctionName=function_name, Layers=arns)
+
+    def set_faults(self, faults: Faults | None) -> FaultInjector | None:
+        """Inject `faults` from now on (None: none); windows count from now. Returns the injector (its counts and
+        kills), None for no faults."""
+        if not self.endpoint:
+            raise RuntimeError("EmbeddedAws is not started")
+        faults_module.deactivate(self._injector)
+        self.faults = faults
+        self._injector = None
+        if faults is not None and faults.any:
+            self._injector = FaultInjector(
+                faults, time_scale=self.time_scale, kill_function=self.settings.process_function, echo=self.echo
+            )
+        faults_module.activate(self._injector)
+        return self._injector
+
+    @property
+    def fault_injector(self) -> FaultInjector | None:
+        return self._injector
 
     def stop(self) -> None:
         """Stop the evaluator, the scheduler, every worker and the server; remove temporary files. Idempotent."""
+        faults_module.deactivate(self._injector)
+        self._injector = None
         for component in (self._scheduler, self._evaluator):
             if component is not None:
                 component.stop()

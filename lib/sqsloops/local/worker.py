@@ -1,9 +1,11 @@
 """One Lambda execution environment: the main of a worker subprocess started by sqsloops.local.executor.
 
-Started as `python -u .../worker.py CONFIG_JSON`, by path and not as a module, so that nothing of sqsloops is
-imported before the function's own code: the function directory and its layers' python/ directories go first on
-sys.path, exactly as /var/task and /opt/python come first in Lambda, and the handler imports sqsloops from the
-layer. Only the standard library is imported here.
+Started as `python -I -S -u .../worker.py CONFIG_JSON`, by path and not as a module, isolated and without the
+`site` module: sys.path starts as the standard library alone, none of the virtualenv's site-packages. The config's
+paths go first, in Lambda's order: the function directory (/var/task), its layers (/opt/python/lib/python3.11/
+site-packages, /opt/python), then the runtime's own packages (boto3 and its dependencies, as /var/runtime). So
+the handler imports sqsloops from the layer, and anything neither the code nor a layer ships fails to import, as
+on AWS. Only the standard library is imported here.
 
 Protocol: JSON lines on two dedicated pipes (file descriptors in the config), never stdout or stderr, which stay
 the function's log (the executor echoes them). The worker writes `{"ready": true}` once its init (the handler
@@ -127,17 +129,16 @@ def _write(channel: BinaryIO, message: dict[str, Any]) -> None:
     channel.flush()
 
 
-def _set_sys_path(first: list[str], last: list[str]) -> None:
-    """Function code and layers ahead of everything; the parent's extra paths (its tests, its app) behind."""
+def _set_sys_path(first: list[str]) -> None:
+    """Function code, layers and the runtime's packages ahead of the standard library; this script's directory out."""
     here = os.path.dirname(os.path.abspath(__file__))
     rest = [p for p in sys.path if os.path.abspath(p or ".") != here]
     sys.path[:] = first + [p for p in rest if p not in first]
-    sys.path.extend(p for p in last if p not in sys.path)
 
 
 def main(argv: list[str]) -> int:
     config = json.loads(argv[1])
-    _set_sys_path(list(config["paths"]), list(config.get("fallback_paths", [])))
+    _set_sys_path(list(config["paths"]))
     requests = os.fdopen(int(config["request_fd"]), "rb")
     replies = os.fdopen(int(config["reply_fd"]), "wb")
     runtime = Runtime(config["handler"])

@@ -45,7 +45,7 @@ class Worker:
         config = {**config, "request_fd": request_read, "reply_fd": reply_write}
         try:
             self.process = subprocess.Popen(  # noqa: S603 - our own interpreter running our own worker script
-                [sys.executable, "-u", str(WORKER_SCRIPT), json.dumps(config)],
+                [sys.executable, "-I", "-S", "-u", str(WORKER_SCRIPT), json.dumps(config)],  # no site-packages
                 env=env,
                 cwd=cwd,
                 stdin=subprocess.DEVNULL,
@@ -109,6 +109,12 @@ class Worker:
         line, _, self._buffer = self._buffer.partition(b"\n")
         message: dict[str, Any] = json.loads(line)
         return message
+
+    def crash(self) -> None:
+        """SIGKILL the process and return at once, as a crash would (fault injection): whoever waits on its reply
+        sees it gone and discards it. Safe from any thread."""
+        with contextlib.suppress(ProcessLookupError):
+            self.process.kill()
 
     def kill(self) -> None:
         """End the process; a thread waiting on its reply sees it gone. Safe from any thread."""

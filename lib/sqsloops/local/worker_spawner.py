@@ -2,6 +2,11 @@
 
 Zips are unpacked once per content digest under one temporary directory, shared by every worker of the same
 code. The spawner keeps every live worker so that stopping can kill the busy ones too.
+
+A worker sees what a Lambda execution environment has and nothing else: the function's code, its layers, the
+standard library, and the runtime's SDK (LAMBDA_RUNTIME_DISTRIBUTIONS: boto3 and its dependencies), laid out once
+in a `runtime/` directory of links into this virtualenv. Never the virtualenv's other packages: a function zip
+or layer missing a dependency fails here with Runtime.ImportModuleError, as it would on AWS.
 """
 
 from __future__ import annotations
@@ -12,7 +17,6 @@ import io
 import json
 import os
 import shutil
-import sys
 import tempfile
 import threading
 import uuid
@@ -22,6 +26,7 @@ from typing import Any
 
 from moto.awslambda.utils import get_backend
 
+from sqsloops.local.distributions import LAMBDA_RUNTIME_DISTRIBUTIONS, closure, top_level_entries
 from sqsloops.local.worker_client import Echo, Worker
 
 FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
@@ -38,6 +43,7 @@ class WorkerSpawner:
         self._lock = threading.Lock()
         self._workers: set[Worker] = set()
         self._extracted: dict[str, Path] = {}
+        self._runtime_dir: Path | None = None
 
     def spawn(self, fn: Any) -> Worker:
         """A new worker running `fn`'s handler; its init runs while the caller goes on."""
@@ -52,11 +58,8 @@ class WorkerSpawner:
                 raise ValueError(f"layer version not found: {layer['Arn']}")
             layer_dir = self._extract(layer_version.code_bytes, "layers")
             paths += [str(layer_dir / "python" / "lib" / "python3.11" / "site-packages"), str(layer_dir / "python")]
-        config = {
-            "handler": fn.handler,
-            "paths": paths,
-            "fallback_paths": [p for p in sys.path if p and os.path.isdir(p)],
-        }
+        paths.append(str(self._runtime()))  # as /var/runtime comes after /var/task and /opt in Lambda
+        config = {"handler": fn.handler, "paths": paths}
         worker = Worker(
             config=config,
             env=self._environment(fn, code_dir),
@@ -86,6 +89,13 @@ class WorkerSpawner:
 
     def remove_files(self) -> None:
         shutil.rmtree(self._root, ignore_errors=True)
+
+    def _runtime(self) -> Path:
+        """The Lambda runtime's packages, as links into this virtualenv: made on first use, shared by all workers."""
+        with self._lock:
+            if self._runtime_dir is None:
+                self._runtime_dir = make_runtime_dir(self._root / "runtime")
+            return self._runtime_dir
 
     def _extract(self, zipped: bytes, kind: str) -> Path:
         if not zipped:
@@ -125,6 +135,17 @@ class WorkerSpawner:
             **FAKE_CREDENTIALS,
         }
         return env
+
+
+def make_runtime_dir(target: Path) -> Path:
+    """`target` holding exactly the Lambda runtime's distributions (packages, modules, .dist-info) as symlinks."""
+    target.mkdir(parents=True, exist_ok=True)
+    for dist in closure(LAMBDA_RUNTIME_DISTRIBUTIONS, where="the Lambda runtime"):
+        for name, path in top_level_entries(dist).items():
+            link = target / name
+            if not link.exists():
+                link.symlink_to(path, target_is_directory=path.is_dir())
+    return target
 
 
 def fingerprint(fn: Any) -> str:
