@@ -95,7 +95,7 @@ class Recovery:
         self.sweep_s = common.sweep_interval_s(aws)
         self.recorder = common.deploy_function(
             aws,
-            name="bench-recorder",
+            name=f"{aws.stack_name}-handler-recorder",  # within the stack's default handler scope
             source=FUNCTIONS / "recorder.py",
             app_id="bench-recorder",
             timeout_s=60,

@@ -211,7 +211,11 @@ class SqsloopsLambda(Sqsloops):
     def __init__(self, bench: Bench) -> None:
         super().__init__(bench)
         self._function = common.deploy_function(
-            bench.aws, name="bench-noop", source=FUNCTIONS / "noop.py", app_id="bench-noop", timeout_s=60
+            bench.aws,
+            name=f"{bench.aws.stack_name}-handler-noop",
+            source=FUNCTIONS / "noop.py",
+            app_id="bench-noop",
+            timeout_s=60,
         )
         self.handler = f"lambda:{self._function}"
 

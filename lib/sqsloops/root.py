@@ -15,8 +15,11 @@ from sqsloops.alarm_scaling import AlarmScaling
 from sqsloops.clients import ClientBudgets, Clients
 from sqsloops.clock import SYSTEM_CLOCK, Clock
 from sqsloops.dispatch import Dispatchers, core_kinds
+from sqsloops.errors import ConfigError
 from sqsloops.fleet import Fleet
 from sqsloops.handlers import JOBS
+from sqsloops.jobs.catalog import CatalogReader
+from sqsloops.jobs.client import JobClient
 from sqsloops.jobs.runner import JobsKind
 from sqsloops.jobs.store import JobStore
 from sqsloops.launcher import Launcher
@@ -87,6 +90,38 @@ class Root:
         if not self.settings.jobs_table:
             return None
         return JobStore(table_name=self.settings.jobs_table, dynamodb=self.clients.dynamodb, clock=self.clock)
+
+    @cached_property
+    def job_client(self) -> JobClient:
+        """Enqueues jobs (`fn.enqueue`, `jobs.enqueue`, the CLI and the HTTP API); installed as the process's
+        enqueuer on first use. ConfigError naming what is missing on a stack without the job layer."""
+        missing = [
+            name
+            for name, value in (
+                ("JOBS_TABLE", self.settings.jobs_table),
+                ("SCHEDULE_GROUP", self.settings.schedule_group),
+                ("SCHEDULER_ROLE_ARN", self.settings.scheduler_role_arn),
+            )
+            if not value
+        ]
+        if missing:
+            raise ConfigError(f"the stack has no job layer: SQSLOOPS_{', SQSLOOPS_'.join(missing)} not set")
+        store = self.job_store
+        assert store is not None  # jobs_table is set
+        client = JobClient(
+            sqs=self.sqs,
+            scheduler=self.clients.scheduler,
+            store=store,
+            schedule_group=self.settings.schedule_group,
+            scheduler_role_arn=self.settings.scheduler_role_arn,
+            schedule_dlq_arn=self.settings.schedule_dlq_arn or None,
+            catalog=CatalogReader(
+                dynamodb=self.clients.dynamodb, table_name=self.settings.jobs_table, clock=self.clock
+            ),
+            clock=self.clock,
+        )
+        client.install()
+        return client
 
     @cached_property
     def dispatchers(self) -> Dispatchers:

@@ -43,6 +43,12 @@ FIELDS: tuple[Field, ...] = (
     Field("scale_down_topic_arn", "SCALE_DOWN_TOPIC_ARN", "ScaleDownTopicArn", required_output=True),
     Field("stack_name", "STACK_NAME", None),
     Field("jobs_table", "JOBS_TABLE", "JobsTableName"),  # optional: a stack without the job layer has none
+    # What enqueuers and `jobs apply` need of the job layer (optional too): Scheduler's group, role and DLQ, and
+    # the topic a job queue's DLQ alarm notifies.
+    Field("schedule_group", "SCHEDULE_GROUP", "JobsScheduleGroupName"),
+    Field("scheduler_role_arn", "SCHEDULER_ROLE_ARN", "SchedulerRoleArn"),
+    Field("schedule_dlq_arn", "SCHEDULE_DLQ_ARN", "SchedulesDeadLetterQueueArn"),
+    Field("alerts_topic_arn", "ALERTS_TOPIC_ARN", "AlertsTopicArn"),
     Field("heartbeat_s", "HEARTBEAT_S", "HeartbeatSeconds", "seconds"),
     Field("reserve_s", "RESERVE_S", "ReserveSeconds", "seconds"),
     Field("stale_after_s", "STALE_AFTER_S", "StaleAfterSeconds", "seconds"),
@@ -62,6 +68,10 @@ class Settings:
     scale_down_topic_arn: str = ""
     stack_name: str = ""
     jobs_table: str = ""  # the Jobs table (status rows, unique keys, cron ticks); "" when the stack has no job layer
+    schedule_group: str = ""  # EventBridge Scheduler group of delayed and cron jobs
+    scheduler_role_arn: str = ""  # the role Scheduler sends jobs with
+    schedule_dlq_arn: str = ""  # where Scheduler puts deliveries it could not make
+    alerts_topic_arn: str = ""  # operational alerts (a job queue's DLQ alarm notifies it)
     heartbeat_s: float = defaults.HEARTBEAT_S
     reserve_s: float = defaults.RESERVE_S
     stale_after_s: float = defaults.STALE_AFTER_S

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqsloops.jobs.current import JobContext, NotInJobError, current_job
 from sqsloops.jobs.definition import JobFunction, JobOptions, job, jobs_in
+from sqsloops.jobs.enqueue import enqueue, enqueue_many
 from sqsloops.jobs.envelope import Envelope
 from sqsloops.jobs.errors import (
     EnqueueTimeError,
@@ -59,6 +60,8 @@ __all__ = [
     "Schedule",
     "UnknownJobError",
     "current_job",
+    "enqueue",
+    "enqueue_many",
     "job",
     "jobs_in",
     "lambda_handler",
