@@ -69,7 +69,7 @@ def test_the_tables_exist_with_the_templates_keys(deployed: Deployed) -> None:
 def test_every_function_has_its_layer_and_string_settings(deployed: Deployed) -> None:
     lambda_ = client("lambda")
     assert sorted(deployed.deployment.function_names) == sorted(
-        f"{STACK}-{suffix}" for suffix in ("process", "scale-up", "scale-down", "restart")
+        f"{STACK}-{suffix}" for suffix in ("process", "scale-up", "scale-down", "restart", "jobs-api")
     )
     handlers = {"process": "app.handler", "scale-up": "app.scale_up", "scale-down": "app.scale_down"}
     for name in deployed.deployment.function_names:
@@ -78,7 +78,7 @@ def test_every_function_has_its_layer_and_string_settings(deployed: Deployed) ->
         assert set(variables) >= SETTINGS_ENV
         assert all(isinstance(value, str) for value in variables.values())
         assert variables["SQSLOOPS_HEARTBEAT_S"] == "10"
-        assert len(config["Layers"]) == 1
+        assert len(config["Layers"]) == (2 if name == f"{STACK}-process" else 1)  # the process function: + App
         assert config["Handler"] == handlers.get(name.removeprefix(f"{STACK}-"), "app.handler")
 
 

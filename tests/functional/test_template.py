@@ -54,6 +54,7 @@ FUNCTION_NAMES = {
     "ScaleUpFunction": "teststack-scale-up",
     "ScaleDownFunction": "teststack-scale-down",
     "RestartFunction": "teststack-restart",
+    "JobsApiFunction": "teststack-jobs-api",
 }
 
 
@@ -193,7 +194,7 @@ def test_an_alarm_on_process_concurrency_notifies_the_alerts_topic(cfn: dict[str
 
 def test_tables_are_encrypted_with_point_in_time_recovery(cfn: dict[str, Any]) -> None:
     tables = resources_of(cfn, "AWS::DynamoDB::Table")
-    assert set(tables) == {"QueuesTable", "LoopsTable"}
+    assert set(tables) == {"QueuesTable", "LoopsTable", "JobsTable"}
     for table in tables.values():
         properties = table["Properties"]
         assert properties["BillingMode"] == "PAY_PER_REQUEST"
@@ -296,7 +297,9 @@ def test_every_function_gets_the_settings_it_reads(cfn: dict[str, Any]) -> None:
         assert set(properties["Environment"]["Variables"]) >= SETTINGS_ENV
         assert properties["Runtime"] == "python3.11"
         assert properties["Architectures"] == ["arm64"]
-        assert len(properties["Layers"]) == 1
+        # the runtime (LibLayer) everywhere; the process function also loads the user's jobs (AppLayer)
+        expected = 2 if render(properties["FunctionName"]) == FUNCTION_NAMES["ProcessFunction"] else 1
+        assert len(properties["Layers"]) == expected
 
 
 def test_every_function_logs_to_its_own_group_with_retention(sam: dict[str, Any], cfn: dict[str, Any]) -> None:

@@ -33,7 +33,10 @@ from restart import app as restart_app
 from scale import app as scale_app
 from sqsloops.cli.demo import DEFAULT_STACK
 from sqsloops.dispatch import Dispatchers, Failure, Outcome, core_kinds
-from sqsloops.handlers import KNOWN_KINDS
+from sqsloops.handlers import JOBS, KNOWN_KINDS
+from sqsloops.jobs.client import JobClient
+from sqsloops.jobs.runner import JobsKind
+from sqsloops.jobs.schema import create_jobs_table
 from sqsloops.ops.demo import DemoOptions
 from sqsloops.registry import QueueConfig, Registry
 from sqsloops.root import Root
@@ -42,10 +45,13 @@ from tests.conftest import ACCOUNT, REGION, Clients, create_function
 from tests.conftest import TestQueue as MadeQueue
 from tests.fixtures.fakes import FakeClock
 from tests.fixtures.loop_kit import FakeLambdaContext, LoopHarness
+from tests.functional import jobs_for_policies
+from tests.functional.jobs_api_scenario import run_jobs_api
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 STACK = "sqsloops-test"  # tests/conftest.py's settings: tables and functions are named as the template names them
+JOBS_TABLE = f"{STACK}-jobs"
 NO_VALUE = object()
 
 # Operations whose IAM action has another name; every other operation's action is `service:Operation`.
@@ -55,7 +61,7 @@ ACTION_OF_OPERATION = {
     ("sqs", "SendMessageBatch"): "sqs:SendMessage",
     ("lambda", "Invoke"): "lambda:InvokeFunction",
 }
-FUNCTIONS = ("ProcessFunction", "ScaleUpFunction", "ScaleDownFunction", "RestartFunction")
+FUNCTIONS = ("ProcessFunction", "ScaleUpFunction", "ScaleDownFunction", "RestartFunction", "JobsApiFunction")
 
 
 # ---------------------------------------------------------------- the template, translated and evaluated
@@ -162,6 +168,8 @@ class Stack:
             return f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{self._ref(logical_id)}"
         if resource["Type"] == "AWS::Lambda::Function" and attribute == "Arn":
             return f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{self._ref(logical_id)}"
+        if resource["Type"] == "AWS::IAM::Role" and attribute == "Arn":  # as jobs_api_scenario.scheduler_role_arn
+            return f"arn:aws:iam::{ACCOUNT}:role/{self._values['AWS::StackName']}-{logical_id}"
         return f"getatt:{logical_id}.{attribute}"
 
     def _sub(self, argument: Any) -> str:
@@ -319,6 +327,26 @@ def test_the_demo_names_its_queues_within_the_default_scope() -> None:
     assert stack.allows("ScaleUpFunction", "sqs:GetQueueAttributes", name)
 
 
+def test_scheduler_sends_only_to_the_stacks_queues_for_its_own_schedule_group() -> None:
+    # Scheduler (one-time delayed jobs, cron jobs) delivers with SchedulerRole: job queues are <stack>-<queue>,
+    # failed deliveries go to <stack>-schedules-dlq; the role may be assumed by Scheduler for this stack's group only
+    stack = Stack()
+    role = stack.resolve(stack.cfn["Resources"]["SchedulerRole"]["Properties"])
+    granted = [s for policy in role["Policies"] for s in as_list(policy["PolicyDocument"]["Statement"])]
+    assert [(s["Effect"], s["Action"], s["Resource"]) for s in granted] == [
+        ("Allow", "sqs:SendMessage", f"arn:aws:sqs:{REGION}:{ACCOUNT}:{STACK}-*")
+    ]
+    queue_name = stack.resolve(stack.cfn["Resources"]["SchedulesDeadLetterQueue"]["Properties"]["QueueName"])
+    assert fnmatch.fnmatchcase(f"arn:aws:sqs:{REGION}:{ACCOUNT}:{queue_name}", granted[0]["Resource"])
+    [trust] = as_list(role["AssumeRolePolicyDocument"]["Statement"])
+    assert trust["Principal"] == {"Service": "scheduler.amazonaws.com"}
+    assert trust["Condition"]["StringEquals"] == {"aws:SourceAccount": ACCOUNT}
+    group = stack.resolve(stack.cfn["Resources"]["JobsScheduleGroup"]["Properties"]["Name"])
+    assert trust["Condition"]["ArnLike"] == {
+        "aws:SourceArn": f"arn:aws:scheduler:{REGION}:{ACCOUNT}:schedule-group/{group}"
+    }
+
+
 def test_handler_function_arns_add_functions_to_the_stacks_handlers() -> None:
     function = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function"
     stack = Stack({"HandlerFunctionArns": f"{function}:orders-worker,{function}:orders-worker:*"})
@@ -349,6 +377,8 @@ class CallLog:
             service = client.meta.service_model.service_name
             action = ACTION_OF_OPERATION.get((service, operation), f"{service}:{operation}")
             self.calls.append(Call(action, resource_of(service, client.meta.region_name, params)))
+            if (service, operation) == ("scheduler", "CreateSchedule"):  # the schedule sends with this role
+                self.calls.append(Call("iam:PassRole", params["Target"]["RoleArn"]))
 
     @contextlib.contextmanager
     def on(self) -> Iterator[None]:
@@ -373,6 +403,8 @@ def resource_of(service: str, region: str, params: dict[str, Any]) -> str:
         name = params["FunctionName"]
         arn = name if name.startswith("arn:") else f"arn:aws:lambda:{region}:{ACCOUNT}:function:{name}"
         return f"{arn}:{params['Qualifier']}" if params.get("Qualifier") else arn
+    if service == "scheduler":
+        return f"arn:aws:scheduler:{region}:{ACCOUNT}:schedule/{params.get('GroupName', 'default')}/{params['Name']}"
     raise AssertionError(f"a function called {service}, which this test does not know how to authorize")
 
 
@@ -427,8 +459,10 @@ def deployed(
         "HEARTBEAT_S": "5",
         "RESERVE_S": "10",
         "STALE_AFTER_S": "120",
+        "JOBS_TABLE": JOBS_TABLE,
     }.items():
         monkeypatch.setenv(f"SQSLOOPS_{name}", value)
+    create_jobs_table(aws.dynamodb, table_name=JOBS_TABLE)
     loops = LoopHarness.create(aws, settings, monkeypatch)
     clock = loops.clock
     return Deployed(aws, loops, ProcessRoot(Settings.from_env(), clients=aws, clock=clock), clock, make_queue)
@@ -463,7 +497,9 @@ class ProcessRoot(Root):
 
     @cached_property
     def dispatchers(self) -> Dispatchers:
-        return Dispatchers(kinds={**core_kinds(self.clients.lambda_forwarding), "test": DeadLetteringKind()})
+        jobs = JobsKind(sqs=self.sqs, store=lambda: self.job_store, clock=self.clock)
+        kinds = {**core_kinds(self.clients.lambda_forwarding), "test": DeadLetteringKind(), JOBS: jobs}
+        return Dispatchers(kinds=kinds)
 
 
 def alarm_event(name: str, queue_name: str) -> dict[str, Any]:
@@ -487,6 +523,7 @@ def run_process(deployed: Deployed, call_log: CallLog) -> list[Call]:
         deployed.queue("dead", "test:poison", "poison", "fine"),
         deployed.queue("forward", f"lambda:{handler_function}", "e"),
         deployed.queue("paced", "python:sqsloops.examples:noop", "f", rate_per_s=5.0),  # counts live loops
+        enqueue_jobs(deployed, deployed.queue("jobs", f"jobs:{jobs_for_policies.__name__}")),
     ]
     for queue in queues:
         token = deployed.loops.tokens.create(queue.url)
@@ -495,6 +532,7 @@ def run_process(deployed: Deployed, call_log: CallLog) -> list[Call]:
             summary = process_app.handle(token.payload(), context, lambda: deployed.root)
         assert summary["recursed"] is True, summary
     assert deployed.loops.bodies(queues[3].dlq_url) == ["poison"]  # the loop moved it to the DLQ itself
+    assert job_states(deployed, "j-noted", "j-once") == ["succeeded", "succeeded"]
     gone = deployed.queue("gone", "python:sqsloops.examples:noop", "g")  # deleted under its loops
     deployed.aws.sqs.delete_queue(QueueUrl=gone.url)
     token = deployed.loops.tokens.create(gone.url)
@@ -504,6 +542,36 @@ def run_process(deployed: Deployed, call_log: CallLog) -> list[Call]:
         )
     assert summary["reason"] == "queue_missing", summary  # and it marked the registration broken (UpdateItem)
     return call_log.calls
+
+
+def enqueue_jobs(deployed: Deployed, queue: MadeQueue) -> MadeQueue:
+    """Two tracked jobs (rows queued), one of them unique (its key claimed), each delivered once before the traced
+    run: a redelivery reads the job's row first (GetItem), then moves its state (UpdateItem); the unique one frees
+    its key when done (DeleteItem)."""
+    store = deployed.root.job_store
+    assert store is not None
+    client = JobClient(
+        sqs=deployed.aws.sqs,
+        scheduler=deployed.aws.scheduler,
+        store=store,
+        schedule_group=f"{STACK}-jobs",
+        scheduler_role_arn=f"arn:aws:iam::{ACCOUNT}:role/{STACK}-scheduler",
+        jobs=(jobs_for_policies.noted, jobs_for_policies.once),
+        queue_urls={"noted": queue.url, "once": queue.url},
+        clock=deployed.clock,
+    )
+    client.enqueue(jobs_for_policies.noted, [1], id="j-noted")
+    client.enqueue(jobs_for_policies.once, [2], id="j-once")
+    sqs = deployed.aws.sqs
+    for message in sqs.receive_message(QueueUrl=queue.url, MaxNumberOfMessages=10).get("Messages", []):
+        sqs.change_message_visibility(QueueUrl=queue.url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0)
+    return queue
+
+
+def job_states(deployed: Deployed, *job_ids: str) -> list[str | None]:
+    store = deployed.root.job_store
+    assert store is not None
+    return [None if (row := store.get(job_id)) is None else row.state.value for job_id in job_ids]
 
 
 def run_control(deployed: Deployed, call_log: CallLog) -> dict[str, list[Call]]:
@@ -535,7 +603,17 @@ def run_control(deployed: Deployed, call_log: CallLog) -> dict[str, list[Call]]:
 def calls_by_function(deployed: Deployed, call_log: CallLog) -> dict[str, list[Call]]:
     process = run_process(deployed, call_log)
     call_log.calls = []
-    return {"ProcessFunction": process, **run_control(deployed, call_log)}
+    calls = {"ProcessFunction": process, **run_control(deployed, call_log)}
+    run_jobs_api(
+        aws=deployed.aws,
+        settings=deployed.root.settings,
+        clock=deployed.clock,
+        stack=STACK,
+        account=ACCOUNT,
+        recording=call_log.on,
+    )
+    calls["JobsApiFunction"], call_log.calls = call_log.calls, []
+    return calls
 
 
 def test_every_call_a_function_makes_is_allowed_by_its_role(calls_by_function: dict[str, list[Call]]) -> None:
@@ -553,7 +631,7 @@ def test_every_action_a_role_allows_is_one_its_functions_call(calls_by_function:
     used = {function: {c.action for c in calls} for function, calls in calls_by_function.items()}
     # scale-up, scale-down and restart share ControlPolicy: together they must use all of it
     control = ("ScaleUpFunction", "ScaleDownFunction", "RestartFunction")
-    for group in (("ProcessFunction",), control):
+    for group in (("ProcessFunction",), control, ("JobsApiFunction",)):
         allowed = set().union(*(stack.allowed_actions(f) for f in group))
         called = set().union(*(used[f] for f in group))
         assert sorted(a for a in allowed if not any(matches_action(a, c) for c in called)) == [], group
@@ -568,6 +646,8 @@ def test_the_traced_scenarios_reach_their_resources_under_the_stacks_names(
         f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{STACK}-",
         f"arn:aws:sqs:{REGION}:{ACCOUNT}:{STACK}-",
         f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{STACK}-",
+        f"arn:aws:scheduler:{REGION}:{ACCOUNT}:schedule/{STACK}-jobs/",
+        f"arn:aws:iam::{ACCOUNT}:role/{STACK}-",
     )
     assert sorted(r for r in resources if not r.startswith(owned)) == []
     # and they reached every kind of call the roles are about: hand-overs, forwarding, dead-letter moves

@@ -33,6 +33,8 @@ if TYPE_CHECKING:
 DEFAULT_STACK = "sqsloops"
 TEMPLATE_NAME = "template.yaml"
 MAX_PORT = 65535
+JOBS_API = "JobsHttpApi"  # template.yaml's HttpApi
+JOBS_API_URL_ENV = "SQSLOOPS_JOBS_API_URL"
 
 
 def add_commands(commands: Any) -> None:
@@ -100,6 +102,16 @@ def shell_lines(env: dict[str, str]) -> list[str]:
     return [f"export {name}={shlex.quote(value)}" for name, value in env.items()]
 
 
+def api_lines(urls: dict[str, str]) -> list[str]:
+    """The stack's HTTP API (SigV4-verified like AWS_IAM routes on AWS) as a comment and an export per API."""
+    lines: list[str] = []
+    for api_id, url in sorted(urls.items()):
+        lines.append(f'# HTTP API {api_id} (SigV4 signed: curl --aws-sigv4 "aws:amz:us-east-1:execute-api" ...):')
+        variable = JOBS_API_URL_ENV if api_id == JOBS_API else f"SQSLOOPS_{api_id.upper()}_URL"
+        lines.extend(shell_lines({variable: url}))
+    return lines
+
+
 def run_up(context: Context, args: argparse.Namespace) -> int:
     stack = args.stack or DEFAULT_STACK
     template = find_template(args.template)
@@ -130,6 +142,8 @@ def run_up(context: Context, args: argparse.Namespace) -> int:
                 say(f"# faults injected into the functions' calls: {faults}")
             say("# in another shell, for boto3, the AWS CLI and sqsloops register/status/watch:")
             for line in shell_lines(aws.env()):
+                say(line)
+            for line in api_lines(aws.api_urls):
                 say(line)
             say("# Ctrl-C (or SIGTERM) stops it")
             sys.stdout.flush()

@@ -8,11 +8,12 @@ TTL.
 
 A layer zip carries its ContentUri directory under `python/`: the files its `layer.txt` lists when it has one
 (for this template, lib/layer.txt: the runtime, i.e. sqsloops core and jobs, without ops/, cli/, local/), with
-the rule lib/Makefile applies for `sam build` (see `layer_files`), else the whole directory. Beside a layer.txt,
-the packages of requirements.txt (Powertools, croniter, tzdata and what they require) go in too, as lib/Makefile's
-`pip install --target` puts them: copied from this virtualenv's installed distributions by their RECORD, never
-downloaded (sqsloops.local.distributions). Workers see only the function's code, its layers and the Lambda
-runtime's boto3 (worker_spawner), so a layer missing a dependency fails here as it would on AWS.
+the rule lib/Makefile applies for `sam build` (see `layer_files`), else the whole directory. A layer directory that
+is itself a package (app/, the user's jobs) ships as `python/app/` with its requirements, as app/Makefile builds it.
+Beside a layer.txt, the packages of requirements.txt (Powertools, croniter, tzdata and what they require) go in
+too, as lib/Makefile's `pip install --target` puts them: copied from this virtualenv's installed distributions by
+their RECORD, never downloaded (sqsloops.local.distributions). Workers see only the function's code, its layers and
+the Lambda runtime's boto3 (worker_spawner), so a layer missing a dependency fails here as it would on AWS.
 
 Intrinsics in the skipped resources are resolved by moto's own CloudFormation resolver against the created
 stack (the embedded server runs in this process), so `!Ref`, `!GetAtt`, `!Sub`, `!If` and conditions mean
@@ -69,12 +70,15 @@ COMPLETED_TYPES = (
     "AWS::SNS::TopicPolicy",
     "AWS::CloudWatch::Alarm",
     "AWS::Lambda::EventInvokeConfig",
+    "AWS::Scheduler::ScheduleGroup",
 )
 _SKIPPED_FILES = {"__pycache__", ".pytest_cache", ".mypy_cache"}
 # A layer directory holding this file ships only what it lists (the same file lib/Makefile reads for sam build).
 LAYER_MANIFEST = "layer.txt"
 # Beside a layer.txt: the packages lib/Makefile installs into the layer (pip install --requirement ... --target).
 LAYER_REQUIREMENTS = "requirements.txt"
+# A layer directory holding this file is a package (app/): it ships as python/<its name>/ (see package_layer_files).
+PACKAGE_MARKER = "__init__.py"
 _region_lock = threading.Lock()
 
 
@@ -182,11 +186,24 @@ def zip_layer(directory: Path) -> bytes:
     requirements.txt beside it (see `layer_packages`), or else the whole directory."""
     if not directory.is_dir():
         raise DeployError(f"layer directory not found: {directory}")
+    if (directory / PACKAGE_MARKER).is_file():
+        return _zip_files(package_layer_files(directory) + layer_packages(directory), prefix="python/")
     listed = layer_files(directory)
     if listed is None:
         return zip_directory(directory, prefix="python/")
     files = [(relative, directory / relative) for relative in listed] + layer_packages(directory)
     return _zip_files(files, prefix="python/")
+
+
+def package_layer_files(directory: Path) -> list[tuple[str, Path]]:
+    """A layer directory that is itself a Python package (the app/ beside the template): its .py files under
+    `<directory name>/`, so the package imports by its name, as its Makefile (app/Makefile) builds it for sam build."""
+    name = directory.name
+    return [
+        (f"{name}/{path.relative_to(directory).as_posix()}", path)
+        for path in sorted(directory.rglob("*.py"))
+        if not _SKIPPED_FILES.intersection(path.relative_to(directory).parts)
+    ]
 
 
 def layer_packages(directory: Path) -> list[tuple[str, Path]]:
@@ -355,6 +372,7 @@ class _Completion:
             "AWS::SNS::TopicPolicy": self._topic_policy,
             "AWS::SNS::Subscription": self._subscription,
             "AWS::CloudWatch::Alarm": self._alarm,
+            "AWS::Scheduler::ScheduleGroup": self._schedule_group,
         }
         for type_, handle in handlers.items():  # in this order: functions exist before anything points at them
             for logical_id, properties in self._resources(type_):
@@ -446,6 +464,14 @@ class _Completion:
             Attributes=attributes,
             ReturnSubscriptionArn=True,
         )
+
+    def _schedule_group(self, logical_id: str, properties: dict[str, Any]) -> None:
+        """The job schedules' group (JobsScheduleGroup): `jobs apply` and delayed enqueues create schedules in it."""
+        try:
+            self.client("scheduler").create_schedule_group(Name=str(properties["Name"]))
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ConflictException":
+                raise
 
     def _alarm(self, logical_id: str, properties: dict[str, Any]) -> None:
         request = _alarm_request(properties)

@@ -2,7 +2,8 @@
 
 `start()` runs moto's ThreadedMotoServer on 127.0.0.1, makes its SQS fast (sqs_speed), routes Lambda invocations
 to worker subprocesses (executor), deploys the template (provision), pre-starts one execution environment per
-function, and starts the alarm evaluator and the scheduler. `stop()` undoes all of it.
+function, starts the alarm evaluator and the scheduler, and serves each HttpApi of the template on a local port
+(gateway: SigV4-verified, routed to its function). `stop()` undoes all of it.
 
 moto keeps its state in process-wide backends: one EmbeddedAws per process at a time, and no `mock_aws` while it
 runs (mock_aws resets those same backends).
@@ -39,6 +40,7 @@ from sqsloops.local import sqs_speed
 from sqsloops.local.evaluator import AlarmEvaluator
 from sqsloops.local.executor import FAKE_CREDENTIALS, LambdaExecutor
 from sqsloops.local.faults import FaultInjector, Faults
+from sqsloops.local.gateway import HttpApiGateway, local_outputs, start_gateways
 from sqsloops.local.provision import Deployment, LayerSource, deploy, load_template
 from sqsloops.local.scheduler import Scheduler
 from sqsloops.ops.root import OpsRoot
@@ -90,6 +92,7 @@ class EmbeddedAws:
         self._evaluator: AlarmEvaluator | None = None
         self._scheduler: Scheduler | None = None
         self._injector: FaultInjector | None = None
+        self._gateways: dict[str, HttpApiGateway] = {}
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -148,6 +151,15 @@ class EmbeddedAws:
         )
         self._evaluator.start()
         self._scheduler.start()
+        sam = load_template(self.template)
+        self._gateways = start_gateways(
+            sam,
+            stack_name=self.stack_name,
+            client=self.client,
+            region=REGION,
+            secrets={FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"]: FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"]},
+        )
+        self.deployment.outputs.update(local_outputs(sam, self.api_urls))  # the API's URL output: the gateway's
         self.set_faults(self.faults)
 
     def attach_handler_layers(self, layers: Sequence[LayerSource]) -> None:
@@ -191,6 +203,9 @@ class EmbeddedAws:
         """Stop the evaluator, the scheduler, every worker and the server; remove temporary files. Idempotent."""
         faults_module.deactivate(self._injector)
         self._injector = None
+        for gateway in self._gateways.values():
+            gateway.stop()
+        self._gateways = {}
         for component in (self._scheduler, self._evaluator):
             if component is not None:
                 component.stop()
@@ -210,6 +225,11 @@ class EmbeddedAws:
         if self._settings is None:
             raise RuntimeError("EmbeddedAws is not started")
         return self._settings
+
+    @property
+    def api_urls(self) -> dict[str, str]:
+        """The local URL of each HttpApi of the stack (logical id -> http://127.0.0.1:PORT), SigV4-verified."""
+        return {api_id: gateway.url for api_id, gateway in self._gateways.items()}
 
     @property
     def outputs(self) -> dict[str, str]:
