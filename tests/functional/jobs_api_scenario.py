@@ -12,7 +12,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from jobs_api import app as jobs_api_app
+from jobs_api import lambda_function as jobs_api_app
 from sqsloops.clock import Clock
 from sqsloops.jobs.api import JobsApi
 from sqsloops.jobs.catalog import CatalogEntry, write_catalog

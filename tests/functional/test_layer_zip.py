@@ -91,7 +91,7 @@ def test_function_code_is_still_zipped_whole() -> None:
         packaged = package(load_template(ROOT / "template.yaml"), base_dir=ROOT, s3=s3, bucket="artifacts")
         key = packaged["Resources"]["ProcessFunction"]["Properties"]["CodeUri"].removeprefix("s3://artifacts/")
         names = zipfile.ZipFile(io.BytesIO(s3.get_object(Bucket="artifacts", Key=key)["Body"].read())).namelist()
-    assert "app.py" in names
+    assert "lambda_function.py" in names
 
 
 # ---------------------------------------------------------------- the rule, on a made-up layer directory

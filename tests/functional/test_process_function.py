@@ -1,4 +1,4 @@
-"""functions/process/app.py: the Lambda entry point, with its collaborators built from the environment, on moto."""
+"""functions/process/lambda_function.py: the entry point, its collaborators built from the environment, on moto."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from process import app
+from process import lambda_function as app
 from sqsloops import defaults
 from sqsloops.loop import TIME_LEFT, LoopPayload
 from sqsloops.root import Root

@@ -71,7 +71,7 @@ def test_every_function_has_its_layer_and_string_settings(deployed: Deployed) ->
     assert sorted(deployed.deployment.function_names) == sorted(
         f"{STACK}-{suffix}" for suffix in ("process", "scale-up", "scale-down", "restart", "jobs-api")
     )
-    handlers = {"process": "app.handler", "scale-up": "app.scale_up", "scale-down": "app.scale_down"}
+    handlers = {"scale-up": "lambda_function.scale_up", "scale-down": "lambda_function.scale_down"}
     for name in deployed.deployment.function_names:
         config = lambda_.get_function_configuration(FunctionName=name)
         variables = config["Environment"]["Variables"]
@@ -79,7 +79,7 @@ def test_every_function_has_its_layer_and_string_settings(deployed: Deployed) ->
         assert all(isinstance(value, str) for value in variables.values())
         assert variables["SQSLOOPS_HEARTBEAT_S"] == "10"
         assert len(config["Layers"]) == (2 if name == f"{STACK}-process" else 1)  # the process function: + App
-        assert config["Handler"] == handlers.get(name.removeprefix(f"{STACK}-"), "app.handler")
+        assert config["Handler"] == handlers.get(name.removeprefix(f"{STACK}-"), "lambda_function.handler")
 
 
 def test_the_layer_zip_carries_the_package_under_python(deployed: Deployed) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from process import app as process_app
+from process import lambda_function as process_app
 from sqsloops.cli import main
 from sqsloops.errors import ConfigError
 from sqsloops.ops.registration import QueueAdmin

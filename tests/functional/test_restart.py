@@ -12,7 +12,7 @@ from typing import Any
 import boto3
 import pytest
 
-from restart import app as restart_app
+from restart import lambda_function as restart_app
 from sqsloops.clock import ManualClock
 from sqsloops.fleet import Fleet
 from sqsloops.launcher import Launcher

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from restart import app as restart_app
+from restart import lambda_function as restart_app
 from sqsloops.clock import ManualClock
 from sqsloops.errors import TokenLostError
 from sqsloops.registry import QueueConfig, Registry

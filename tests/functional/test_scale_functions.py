@@ -12,7 +12,7 @@ from typing import Any
 import boto3
 import pytest
 
-from scale import app as scale_app
+from scale import lambda_function as scale_app
 from sqsloops.alarm_scaling import AlarmScaling, ScaleResult
 from sqsloops.fleet import Fleet
 from sqsloops.registry import QueueConfig, Registry

@@ -28,9 +28,9 @@ from cfnlint.decode import decode
 from policy_sentry.querying.actions import get_actions_for_service
 from samtranslator.translator.transform import transform
 
-from process import app as process_app
-from restart import app as restart_app
-from scale import app as scale_app
+from process import lambda_function as process_app
+from restart import lambda_function as restart_app
+from scale import lambda_function as scale_app
 from sqsloops.cli.demo import DEFAULT_STACK
 from sqsloops.dispatch import Dispatchers, Failure, Outcome, core_kinds
 from sqsloops.handlers import JOBS, KNOWN_KINDS

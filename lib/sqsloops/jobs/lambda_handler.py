@@ -1,7 +1,7 @@
 """`sqsloops.jobs.lambda_handler(fn_or_module)`: a Lambda function of its own for jobs (memory, timeout, VPC of their
 own), fed by an SQS event source mapping, with the loop runner's rules.
 
-    # functions/resize/app.py
+    # functions/resize/lambda_function.py
     from sqsloops.jobs import lambda_handler
     from app.jobs import resize_image
     handler = lambda_handler(resize_image)

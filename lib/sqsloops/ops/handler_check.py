@@ -8,7 +8,7 @@
   only existence is checked; when its role cannot be read, register warns and goes on.
 - `python:` the target imports *inside the process function*, with its code, layers and environment: a synchronous
   `{"check_handler": "python:module:function"}` invoke that the process function answers with
-  `{"ok": bool, "error": str}` (functions/process/app.py).
+  `{"ok": bool, "error": str}` (functions/process/lambda_function.py).
 - other kinds (`jobs:`) are not checked.
 
 Every failure is a ConfigError with one line saying what is wrong; `register --no-check` skips all of this.

@@ -1,6 +1,6 @@
 """The HTTP API's function on moto: every route and status code, and bad input of each kind answered with a 4xx.
 
-Requests go through functions/jobs_api/app.py with the JobClient it builds from a Root (catalog, Jobs table,
+Requests go through functions/jobs_api/lambda_function.py with the JobClient it builds from a Root (catalog, Jobs table,
 Scheduler group from the environment), as payload format 2.0 events; answers are read back as JSON, and what a
 request left in AWS (the message, the row, the schedule) is read back from moto.
 """
@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from jobs_api import app
+from jobs_api import lambda_function as app
 from sqsloops.clock import ManualClock
 from sqsloops.jobs.api import MAX_BATCH_ITEMS, JobsApi
 from sqsloops.jobs.catalog import CatalogEntry, write_catalog
