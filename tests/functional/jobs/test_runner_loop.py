@@ -146,10 +146,13 @@ class World:
         return record
 
     def hidden_for_s(self, seconds: float) -> bool:
-        """The queue's messages stay hidden until just before `seconds` from now, and are visible just after."""
-        self.frozen.tick(seconds - 0.5)
+        """The queue's messages, hidden when the loop settled them, are still hidden half of `seconds` later and
+        visible again just after `seconds`. Wall time ticks on under freeze_time (moto needs it) and the loop ran
+        for a while since it settled them, so "just before `seconds`" would depend on how fast this machine is; the
+        exact delay is asserted on the job's row (run_at - updated_at)."""
+        self.frozen.tick(seconds / 2)
         before = self.loops.visible(self.queue.url)
-        self.frozen.tick(1.0)
+        self.frozen.tick(seconds / 2 + 1.0)
         return before == 0 and self.loops.visible(self.queue.url) > 0
 
     def dead_letters(self) -> list[dict[str, Any]]:
