@@ -25,7 +25,7 @@ from sqsloops.local.gateway import (
 
 HOST = "127.0.0.1:4567"
 SECRETS = {"testing": "testing"}
-NOW_S = time.time()
+NOW_S = time.time()  # a fixed moment for the event shape; signatures are verified against the time they were made
 
 Edit = Callable[[list[tuple[str, str]]], list[tuple[str, str]]]
 
@@ -55,7 +55,13 @@ def verify(
             return headers
 
     return verify_sigv4(
-        method=method, target=target, headers=Received(), body=body, secrets=SECRETS, region="us-east-1", now_s=NOW_S
+        method=method,
+        target=target,
+        headers=Received(),
+        body=body,
+        secrets=SECRETS,
+        region="us-east-1",
+        now_s=time.time(),
     )
 
 
