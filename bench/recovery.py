@@ -5,8 +5,9 @@
 A queue is registered with min = max = n loops and a `lambda:` handler (bench/functions/recorder.py) that spends
 --work-ms per message and records each messageId it handled. A producer sends --rate messages/s throughout.
 Each repetition SIGKILLs the worker subprocesses of k busy loops (the process function's execution environments
-that used CPU in the last second), finds the k tokens whose heartbeats stopped, and times how long until each of
-them has a new running loop (the restart sweep took it over after stale_after_s and its new loop heartbeated).
+that used CPU in the last second) and times how long until every slot has heartbeated since the kill: a killed
+loop comes back through the process function's OnFailure destination (the restart function revives it at once)
+or, failing that, the restart sweep after stale_after_s; "taken over" counts the slots that got a new loop_id.
 At the end the producer stops and the queue drains; every message sent must have been handled at least once.
 
 Reported: time until all are back (median of the repetitions; target: stale_after_s plus one sweep), messages
@@ -40,8 +41,8 @@ FUNCTIONS = Path(__file__).resolve().parent / "functions"
 @dataclass
 class Kill:
     killed: int  # worker processes killed
-    stalled: int  # tokens whose heartbeats stopped
-    back_s: float | None  # until every stalled token had a new running loop
+    stalled: int  # tokens taken over (a new loop_id) after the kill
+    back_s: float | None  # until every slot had heartbeated since the kill
 
 
 @dataclass
@@ -131,7 +132,7 @@ class Recovery:
                 result = self._kill_and_wait(queue_url, kill)
                 outcome.kills.append(result)
                 shown = f"{result.back_s:.1f} s" if result.back_s is not None else "not back"
-                print(f" {result.killed} killed, {result.stalled} stalled, all back after {shown}", flush=True)
+                print(f" {result.killed} killed, {result.stalled} taken over, all back after {shown}", flush=True)
                 time.sleep(2 * self.heartbeat_s)
         finally:
             producer.stop()
@@ -145,23 +146,25 @@ class Recovery:
         return outcome
 
     def _kill_and_wait(self, queue_url: str, count: int) -> Kill:
+        """Kill `count` busy loops; back = every slot has heartbeated since the kill (a killed loop can only do that
+        through a new invocation: the OnFailure destination's revive, or the sweep). Stalled = slots whose loop_id
+        changed, i.e. that were taken over, however fast."""
         before = {t.slot: t for t in self.regs.tokens.list(queue_url)}
         pids = common.busiest(common.lambda_workers(self.aws.settings.process_function), count)
         killed_at = time.time()
         for pid in pids:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-        time.sleep(3 * self.heartbeat_s + 1)  # the live loops heartbeat meanwhile; the killed ones cannot
-        now = {t.slot: t for t in self.regs.tokens.list(queue_url)}
-        stalled = [token for token, t in now.items() if t.last_used < killed_at]
 
         def all_back() -> bool:
             tokens = {t.slot: t for t in self.regs.tokens.list(queue_url)}
-            return all(token in tokens and tokens[token].invocations > before[token].invocations for token in stalled)
+            return all(slot in tokens and tokens[slot].last_used > killed_at for slot in before)
 
         limit_s = 3 * (self.stale_after_s + self.sweep_s) + 30
         back = common.wait_until(all_back, timeout_s=limit_s, interval_s=0.1)
-        back_s = time.time() - killed_at if back and stalled else None
+        back_s = time.time() - killed_at if back and pids else None
+        now = {t.slot: t for t in self.regs.tokens.list(queue_url)}
+        stalled = [slot for slot, t in now.items() if slot in before and t.loop_id != before[slot].loop_id]
         return Kill(killed=len(pids), stalled=len(stalled), back_s=back_s)
 
     def _count(self, outcome: Outcome, sent_ids: list[str], queue_url: str) -> None:
@@ -185,7 +188,7 @@ def report(outcome: Outcome, *, loops: int, kill: int, stale_after_s: float, swe
     back_s = common.median(backs) if backs and len(backs) == len(outcome.kills) else None
     rounds = ", ".join(f"{k.back_s:.1f}" if k.back_s is not None else "never" for k in outcome.kills)
     rows: list[list[object]] = [
-        ["loops killed per round", f"{kill} of {loops} ({sum(k.stalled for k in outcome.kills)} stalled in all)"],
+        ["loops killed per round", f"{kill} of {loops} ({sum(k.stalled for k in outcome.kills)} taken over in all)"],
         ["all back after (median)", f"{back_s:.1f} s" if back_s is not None else "never"],
         ["rounds (s)", rounds or "-"],
         ["messages sent", outcome.sent],
