@@ -5,7 +5,7 @@
     def test_welcome_email() -> None:
         with eager() as jobs:
             handle = send_welcome_email.enqueue(42)
-        assert handle.status() == "succeeded"
+        assert handle.status().state == "succeeded"
         assert handle.result() == {"sent": True}
 
 Every enqueue builds the same Envelope a producer sends and hands its JSON to the same JobExecutor the loop uses
@@ -38,6 +38,7 @@ from sqsloops.jobs.durations import DurationLike
 from sqsloops.jobs.envelope import Envelope, resolve_run_at
 from sqsloops.jobs.errors import JobError, UnknownJobError
 from sqsloops.jobs.execution import HELD, RETRY, JobExecutor, Verdict, with_next_attempt
+from sqsloops.jobs.handle import UntrackedJobError
 from sqsloops.jobs.runner import MAX_DELAY_SECONDS, JobsSource, load_jobs
 from sqsloops.jobs.states import (
     CANCELLABLE,
@@ -284,10 +285,16 @@ class EagerHandle:
     def record(self) -> JobRecord | None:
         return self.jobs.store.get(self.id)
 
-    def status(self) -> JobState | None:
-        """The job's state; None for an untracked job (it has no row, as in the loop)."""
+    def status(self) -> JobRecord:
+        """The job's row, as the real handle's status() returns it (state, attempts, times, last error, result).
+
+        UntrackedJobError for a track=False job and JobNotFoundError without a row, as the real handle raises."""
+        if not self.tracked:
+            raise UntrackedJobError(self.job, self.id)
         record = self.record()
-        return record.state if record is not None else None
+        if record is None:
+            raise JobNotFoundError(self.id)
+        return record
 
     def result(self, timeout: float | None = None) -> Any:
         """The job's return value (as JSON carried it); EagerJobFailedError if it is dead or cancelled.

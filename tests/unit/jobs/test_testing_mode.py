@@ -9,6 +9,7 @@ from collections import defaultdict
 import pytest
 
 from sqsloops.jobs import JobArgsError, JobTimeoutError, Retry, UnknownJobError, current_job, job
+from sqsloops.jobs.handle import UntrackedJobError
 from sqsloops.jobs.states import DEAD, SUCCEEDED
 from sqsloops.jobs.testing import EagerJobFailedError, EagerJobs, eager
 
@@ -91,7 +92,7 @@ def swallows_timeouts() -> None:
 def test_a_job_runs_inline_and_its_result_is_kept() -> None:
     with eager():
         handle = greet.enqueue("ada")
-    assert (handle.status(), handle.result()) == (SUCCEEDED, {"hello": "ada"})
+    assert (handle.status().state, handle.result()) == (SUCCEEDED, {"hello": "ada"})
     assert CALLS["greet"] == [1]
 
 
@@ -119,7 +120,7 @@ def test_the_last_retry_makes_the_job_dead_with_its_error_and_traceback() -> Non
 
 def test_a_non_retryable_error_is_dead_at_once_and_propagate_reraises_it() -> None:
     with eager():
-        assert missing.enqueue().status() is DEAD
+        assert missing.enqueue().status().state is DEAD
     assert CALLS["missing"] == [1]
     with eager(propagate=True), pytest.raises(KeyError):
         missing.enqueue()
@@ -135,7 +136,8 @@ def test_retry_in_s_wins_over_the_backoff() -> None:
 def test_an_untracked_job_carries_its_attempts_in_the_envelope() -> None:
     with eager() as jobs:
         handle = untracked.enqueue()
-    assert handle.status() is None  # no row, as in the loop
+    with pytest.raises(UntrackedJobError):  # no row, as in the loop
+        handle.status()
     assert CALLS["untracked"] == [1, 2, 3]
     assert [v.envelope.attempt for v in jobs.attempts(handle.id) if v.envelope] == [0, 1, 2]
 
