@@ -13,14 +13,14 @@ from typing import Any
 
 from sqsloops.errors import ConfigError
 from sqsloops.jobs.api import JobsApi
+from sqsloops.jobs.root import JobsRoot
 from sqsloops.log import logger
-from sqsloops.root import Root
 
 
 @functools.cache
 def api() -> JobsApi:
     """Built on the first request, then reused (with the catalog's cache) by this execution environment."""
-    return JobsApi(Root.from_env().job_client)
+    return JobsApi(JobsRoot.from_env().job_client)
 
 
 def handler(event: Any, context: Any) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from typing import Any
 from sqsloops import defaults
 from sqsloops.errors import ConfigError, HandlerError
 from sqsloops.handlers import PYTHON, resolve_python, validate_handler
+from sqsloops.jobs.root import JobsRoot
 from sqsloops.log import logger
 from sqsloops.loop import LoopPayload, clipped, run_loop
 from sqsloops.root import Root
@@ -25,7 +26,7 @@ CHECK_HANDLER = "check_handler"  # sqsloops.ops.handler_check.CHECK_EVENT_KEY (t
 @functools.cache
 def root() -> Root:
     """Built on the first invocation, then reused (with the registration cache) by this execution environment."""
-    return Root.from_env()
+    return JobsRoot.from_env()
 
 
 def handler(event: Any, context: Any) -> dict[str, Any]:

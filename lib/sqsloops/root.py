@@ -9,19 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Self
 
 from sqsloops.alarm_scaling import AlarmScaling
 from sqsloops.clients import ClientBudgets, Clients
 from sqsloops.clock import SYSTEM_CLOCK, Clock
-from sqsloops.dispatch import Dispatchers, core_kinds
-from sqsloops.errors import ConfigError
+from sqsloops.dispatch import Dispatchers, HandlerKind, core_kinds
 from sqsloops.fleet import Fleet
-from sqsloops.handlers import JOBS
-from sqsloops.jobs.catalog import CatalogReader
-from sqsloops.jobs.client import JobClient
-from sqsloops.jobs.runner import JobsKind
-from sqsloops.jobs.store import JobStore
 from sqsloops.launcher import Launcher
 from sqsloops.registry import CachedRegistry, Registry
 from sqsloops.settings import Settings
@@ -51,7 +45,7 @@ class Root:
         self._launcher = launcher
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, *, clock: Clock = SYSTEM_CLOCK) -> Root:
+    def from_env(cls, environ: Mapping[str, str] | None = None, *, clock: Clock = SYSTEM_CLOCK) -> Self:
         """What a function builds: the settings its template gives it, clients of its own role."""
         return cls(Settings.from_env(environ), clock=clock)
 
@@ -84,50 +78,13 @@ class Root:
             tokens=self.tokens, launcher=self.launcher, heartbeat_s=self.settings.heartbeat_s, clock=self.clock
         )
 
-    @cached_property
-    def job_store(self) -> JobStore | None:
-        """The Jobs table's store, built on first use; None when the stack has no Jobs table (no job layer)."""
-        if not self.settings.jobs_table:
-            return None
-        return JobStore(table_name=self.settings.jobs_table, dynamodb=self.clients.dynamodb, clock=self.clock)
-
-    @cached_property
-    def job_client(self) -> JobClient:
-        """Enqueues jobs (`fn.enqueue`, `jobs.enqueue`, the CLI and the HTTP API); installed as the process's
-        enqueuer on first use. ConfigError naming what is missing on a stack without the job layer."""
-        missing = [
-            name
-            for name, value in (
-                ("JOBS_TABLE", self.settings.jobs_table),
-                ("SCHEDULE_GROUP", self.settings.schedule_group),
-                ("SCHEDULER_ROLE_ARN", self.settings.scheduler_role_arn),
-            )
-            if not value
-        ]
-        if missing:
-            raise ConfigError(f"the stack has no job layer: SQSLOOPS_{', SQSLOOPS_'.join(missing)} not set")
-        store = self.job_store
-        assert store is not None  # jobs_table is set
-        client = JobClient(
-            sqs=self.sqs,
-            scheduler=self.clients.scheduler,
-            store=store,
-            schedule_group=self.settings.schedule_group,
-            scheduler_role_arn=self.settings.scheduler_role_arn,
-            schedule_dlq_arn=self.settings.schedule_dlq_arn or None,
-            catalog=CatalogReader(
-                dynamodb=self.clients.dynamodb, table_name=self.settings.jobs_table, clock=self.clock
-            ),
-            clock=self.clock,
-        )
-        client.install()
-        return client
+    def handler_kinds(self) -> dict[str, HandlerKind]:
+        """The handler kinds this root's loops may run: the core ones; a wing's root adds its own (jobs.root)."""
+        return core_kinds(self.clients.lambda_forwarding)
 
     @cached_property
     def dispatchers(self) -> Dispatchers:
-        """The core kinds, and the job runner (`jobs:`), which asks for the Jobs table only when it runs a job."""
-        jobs = JobsKind(sqs=self.sqs, store=lambda: self.job_store, clock=self.clock)
-        return Dispatchers(kinds={**core_kinds(self.clients.lambda_forwarding), JOBS: jobs})
+        return Dispatchers(kinds=self.handler_kinds())
 
     @cached_property
     def alarm_scaling(self) -> AlarmScaling:

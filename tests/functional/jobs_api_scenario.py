@@ -16,7 +16,7 @@ from jobs_api import lambda_function as jobs_api_app
 from sqsloops.clock import Clock
 from sqsloops.jobs.api import JobsApi
 from sqsloops.jobs.catalog import CatalogEntry, write_catalog
-from sqsloops.root import Root
+from sqsloops.jobs.root import JobsRoot
 from sqsloops.settings import Settings
 from tests.conftest import Clients
 
@@ -47,7 +47,7 @@ def run_jobs_api(
     api_settings = dataclasses.replace(
         settings, schedule_group=group, scheduler_role_arn=scheduler_role_arn(account, stack)
     )
-    api = JobsApi(Root(api_settings, clients=aws, clock=clock).job_client)
+    api = JobsApi(JobsRoot(api_settings, clients=aws, clock=clock).job_client)
 
     def call(method: str, path: str, body: Any = None) -> dict[str, Any]:
         event: dict[str, Any] = {

@@ -17,7 +17,6 @@ import functools
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -32,14 +31,13 @@ from process import lambda_function as process_app
 from restart import lambda_function as restart_app
 from scale import lambda_function as scale_app
 from sqsloops.cli.demo import DEFAULT_STACK
-from sqsloops.dispatch import Dispatchers, Failure, Outcome, core_kinds
-from sqsloops.handlers import JOBS, KNOWN_KINDS
+from sqsloops.dispatch import Failure, HandlerKind, Outcome
+from sqsloops.handlers import KNOWN_KINDS
 from sqsloops.jobs.client import JobClient
-from sqsloops.jobs.runner import JobsKind
+from sqsloops.jobs.root import JobsRoot
 from sqsloops.jobs.schema import create_jobs_table
 from sqsloops.ops.demo import DemoOptions
 from sqsloops.registry import QueueConfig, Registry
-from sqsloops.root import Root
 from sqsloops.settings import Settings
 from tests.conftest import ACCOUNT, REGION, Clients, create_function
 from tests.conftest import TestQueue as MadeQueue
@@ -427,7 +425,7 @@ class Deployed:
 
     aws: Clients
     loops: LoopHarness
-    root: Root
+    root: JobsRoot
     clock: FakeClock
     make_queue: Callable[..., MadeQueue]
 
@@ -492,14 +490,11 @@ class DeadLetteringKind:
         return DeadOnBody(target)
 
 
-class ProcessRoot(Root):
-    """The process function's Root, with the `test:` kind beside the core ones (as a composition root adds one)."""
+class ProcessRoot(JobsRoot):
+    """The process function's root, with the `test:` kind beside its own (as a composition root adds one)."""
 
-    @cached_property
-    def dispatchers(self) -> Dispatchers:
-        jobs = JobsKind(sqs=self.sqs, store=lambda: self.job_store, clock=self.clock)
-        kinds = {**core_kinds(self.clients.lambda_forwarding), "test": DeadLetteringKind(), JOBS: jobs}
-        return Dispatchers(kinds=kinds)
+    def handler_kinds(self) -> dict[str, HandlerKind]:
+        return {**super().handler_kinds(), "test": DeadLetteringKind()}
 
 
 def alarm_event(name: str, queue_name: str) -> dict[str, Any]:

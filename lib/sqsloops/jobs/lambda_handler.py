@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from mypy_boto3_sqs.type_defs import MessageTypeDef
 
     from sqsloops.jobs.execution import JobExecutor
-    from sqsloops.root import Root
+    from sqsloops.jobs.root import JobsRoot
 
 SETTLE_MARGIN_S = 3.0  # kept back from the invocation for settling the batch after the last job
 
@@ -46,12 +46,12 @@ SETTLE_MARGIN_S = 3.0  # kept back from the invocation for settling the batch af
 class JobsLambdaHandler:
     """The handler `lambda_handler()` returns: built on the first event, reused by the execution environment."""
 
-    def __init__(self, source: JobsSource, *, root: Callable[[], Root] | None = None, metrics: bool = True) -> None:
+    def __init__(self, source: JobsSource, *, root: Callable[[], JobsRoot] | None = None, metrics: bool = True) -> None:
         self._source = source
         self._make_root = root
         self._metrics = metrics
         self._lock = threading.Lock()
-        self._root: Root | None = None
+        self._root: JobsRoot | None = None
         self._executor: JobExecutor | None = None
         self._queues: dict[str, tuple[str, Settler]] = {}  # event source ARN -> (queue URL, its settler)
 
@@ -85,7 +85,7 @@ class JobsLambdaHandler:
             failed += _not_done(group, outcome)
         return _failures(failed)
 
-    def _built(self) -> tuple[Root, JobExecutor]:
+    def _built(self) -> tuple[JobsRoot, JobExecutor]:
         with self._lock:
             if self._root is None:
                 self._root = self._make_root() if self._make_root is not None else _root_from_env()
@@ -94,7 +94,7 @@ class JobsLambdaHandler:
                 self._executor = executor_for(self._source, store=lambda: root.job_store, clock=root.clock)
             return root, self._executor
 
-    def _queue(self, root: Root, arn: str) -> tuple[str, Settler]:
+    def _queue(self, root: JobsRoot, arn: str) -> tuple[str, Settler]:
         found = self._queues.get(arn)
         if found is None:
             url = call_aws(lambda: queue_url_of(root.sqs, arn))
@@ -103,17 +103,17 @@ class JobsLambdaHandler:
 
 
 def lambda_handler(
-    source: JobsSource, *, root: Callable[[], Root] | None = None, metrics: bool = True
+    source: JobsSource, *, root: Callable[[], JobsRoot] | None = None, metrics: bool = True
 ) -> JobsLambdaHandler:
     """A Lambda handler `(event, context) -> {"batchItemFailures": [...]}` running these jobs (a job function, a
     module of them or its dotted name). `root` builds the composition root (default: from the environment)."""
     return JobsLambdaHandler(source, root=root, metrics=metrics)
 
 
-def _root_from_env() -> Root:
-    from sqsloops.root import Root  # the root imports the runner: import it when a function first needs it
+def _root_from_env() -> JobsRoot:
+    from sqsloops.jobs.root import JobsRoot  # it imports the runner: import it when a function first needs it
 
-    return Root.from_env()
+    return JobsRoot.from_env()
 
 
 def _by_queue(records: list[Record]) -> dict[str, list[Record]]:
@@ -152,7 +152,7 @@ class _CallableModule(types.ModuleType):
     either way)."""
 
     def __call__(
-        self, source: JobsSource, *, root: Callable[[], Root] | None = None, metrics: bool = True
+        self, source: JobsSource, *, root: Callable[[], JobsRoot] | None = None, metrics: bool = True
     ) -> JobsLambdaHandler:
         return lambda_handler(source, root=root, metrics=metrics)
 

@@ -1,17 +1,17 @@
-"""The operator's composition root: the runtime Root plus what only operators use (alarms, registration)."""
+"""The operator's composition root: the runtime and job roots plus what only operators use (alarms, registration)."""
 
 from __future__ import annotations
 
 from functools import cached_property
 from typing import Any
 
+from sqsloops.jobs.root import JobsRoot
 from sqsloops.ops.alarms import Alarms
 from sqsloops.ops.handler_check import HandlerCheck
 from sqsloops.ops.registration import QueueAdmin
-from sqsloops.root import Root
 
 
-class OpsRoot(Root):
+class OpsRoot(JobsRoot):
     """What the CLI, the demo, benchmarks and tests build from one Settings.
 
     check_handlers=False wires an admin whose register() checks no handler (tests whose handlers are only names).

@@ -1,7 +1,7 @@
 """The HTTP API's function on moto: every route and status code, and bad input of each kind answered with a 4xx.
 
-Requests go through functions/jobs_api/lambda_function.py with the JobClient it builds from a Root (catalog, Jobs table,
-Scheduler group from the environment), as payload format 2.0 events; answers are read back as JSON, and what a
+Requests go through functions/jobs_api/lambda_function.py with the JobClient it builds from its root (catalog, Jobs
+table, Scheduler group from the environment), as payload format 2.0 events; answers are read back as JSON, and what a
 request left in AWS (the message, the row, the schedule) is read back from moto.
 """
 
@@ -21,8 +21,8 @@ from sqsloops.clock import ManualClock
 from sqsloops.jobs.api import MAX_BATCH_ITEMS, JobsApi
 from sqsloops.jobs.catalog import CatalogEntry, write_catalog
 from sqsloops.jobs.envelope import MAX_MESSAGE_BYTES
+from sqsloops.jobs.root import JobsRoot
 from sqsloops.jobs.store import JobStore
-from sqsloops.root import Root
 from sqsloops.settings import Settings
 from tests.conftest import ACCOUNT, Clients
 from tests.functional.jobs.conftest import JOBS_TABLE
@@ -114,7 +114,7 @@ def world(aws: Clients, api_settings: Settings, store: JobStore, clock: ManualCl
     entries, urls = catalog_entries(aws)
     write_catalog(aws.dynamodb, table_name=JOBS_TABLE, entries=entries, expected_version=0, clock=clock)
     aws.scheduler.create_schedule_group(Name=GROUP)
-    root = Root(api_settings, clients=aws, clock=clock)
+    root = JobsRoot(api_settings, clients=aws, clock=clock)
     return ApiWorld(aws, clock, store, urls, JobsApi(root.job_client))
 
 

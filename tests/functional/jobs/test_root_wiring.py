@@ -10,8 +10,8 @@ from sqsloops.clock import ManualClock
 from sqsloops.errors import ConfigError
 from sqsloops.jobs import context
 from sqsloops.jobs.catalog import CatalogEntry, write_catalog
+from sqsloops.jobs.root import JobsRoot
 from sqsloops.jobs.store import JobStore
-from sqsloops.root import Root
 from sqsloops.settings import Settings
 from tests.conftest import Clients
 from tests.functional.jobs.client_kit import GROUP, ROLE_ARN, send_email
@@ -29,7 +29,7 @@ def no_enqueuer_left_behind() -> object:
 
 
 def test_a_stack_without_the_job_layer_says_what_is_missing(aws: Clients) -> None:
-    root = Root(settings(), clients=aws)
+    root = JobsRoot(settings(), clients=aws)
     with pytest.raises(ConfigError, match="SQSLOOPS_JOBS_TABLE, SQSLOOPS_SCHEDULE_GROUP, SQSLOOPS_SCHEDULER_ROLE_ARN"):
         _ = root.job_client
 
@@ -42,7 +42,7 @@ def test_the_roots_job_client_enqueues_through_the_catalog_and_is_the_process_en
     arn = aws.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     entry = CatalogEntry.for_job(send_email, queue_url=url, queue_arn=arn)
     write_catalog(aws.dynamodb, table_name=jobs_table, entries={entry.job: entry}, expected_version=0, clock=clock)
-    root = Root(
+    root = JobsRoot(
         settings(jobs_table=jobs_table, schedule_group=GROUP, scheduler_role_arn=ROLE_ARN), clients=aws, clock=clock
     )
 

@@ -14,8 +14,8 @@ import sqsloops.jobs
 from sqsloops.clock import ManualClock
 from sqsloops.dispatch import to_lambda_record
 from sqsloops.jobs import Envelope, job
+from sqsloops.jobs.root import JobsRoot
 from sqsloops.jobs.states import DEAD, QUEUED, RETRYING, SUCCEEDED
-from sqsloops.root import Root
 from sqsloops.settings import Settings
 from tests.conftest import REGION, Clients
 from tests.conftest import TestQueue as MadeQueue
@@ -37,7 +37,7 @@ resize_no_retry = job(name="resize_once", retries=0)(resize.fn)
 @dataclasses.dataclass
 class Function:
     aws: Clients
-    root: Root
+    root: JobsRoot
     clock: ManualClock
     queue: MadeQueue
 
@@ -71,7 +71,7 @@ class Function:
 @pytest.fixture
 def fn(aws: Clients, settings: Settings, jobs_table: str, make_queue: Callable[..., MadeQueue]) -> Function:
     clock = ManualClock()
-    root = Root(dataclasses.replace(settings, jobs_table=jobs_table), clients=aws, clock=clock)
+    root = JobsRoot(dataclasses.replace(settings, jobs_table=jobs_table), clients=aws, clock=clock)
     return Function(aws=aws, root=root, clock=clock, queue=make_queue("resize", max_receive_count=100))
 
 

@@ -21,11 +21,11 @@ from freezegun import freeze_time
 from freezegun.api import FrozenDateTimeFactory
 
 from sqsloops.jobs import Envelope, Retry, current_job, job
+from sqsloops.jobs.root import JobsRoot
 from sqsloops.jobs.states import CANCELLED, DEAD, RETRYING, SUCCEEDED
 from sqsloops.jobs.store import JobRecord, JobStore, KeyScope
 from sqsloops.loop import TIME_LEFT, LoopResult
 from sqsloops.registry import QueueConfig
-from sqsloops.root import Root
 from sqsloops.settings import Settings
 from tests.conftest import Clients
 from tests.conftest import TestQueue as MadeQueue
@@ -187,7 +187,7 @@ def world(
     CALLS.clear()
     SEEN.clear()
     loops = LoopHarness.create(aws, settings, monkeypatch)
-    root = Root(dataclasses.replace(settings, jobs_table=jobs_table), clients=aws, clock=loops.clock)
+    root = JobsRoot(dataclasses.replace(settings, jobs_table=jobs_table), clients=aws, clock=loops.clock)
     loops.dispatchers = root.dispatchers  # the composition root's wiring: core kinds and jobs:
     store = root.job_store
     assert store is not None
@@ -440,7 +440,7 @@ def test_a_stack_without_a_jobs_table_fails_tracked_jobs_with_why(
     aws: Clients, settings: Settings, make_queue: Callable[..., MadeQueue], logs: LogRecords
 ) -> None:
     # Given the composition root of a stack with no Jobs table
-    root = Root(settings, clients=aws)
+    root = JobsRoot(settings, clients=aws)
     assert root.job_store is None
     queue = make_queue("jobs", max_receive_count=100)
     config = root.registry.create(QueueConfig(queue_url=queue.url, handler=HANDLER))

@@ -1,0 +1,67 @@
+"""The composition root of a function that runs or enqueues jobs: the core Root plus the job layer's collaborators.
+
+The core root (sqsloops.root) knows nothing of jobs, so arrows keep pointing down (jobs -> core): the process
+function, the jobs API and the operator tools (OpsRoot) build a JobsRoot; the scale and restart functions, which
+never touch a job, build the core Root.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+from sqsloops.dispatch import HandlerKind
+from sqsloops.errors import ConfigError
+from sqsloops.handlers import JOBS
+from sqsloops.jobs.catalog import CatalogReader
+from sqsloops.jobs.client import JobClient
+from sqsloops.jobs.runner import JobsKind
+from sqsloops.jobs.store import JobStore
+from sqsloops.root import Root
+
+
+class JobsRoot(Root):
+    """Adds the Jobs table's store, the job client and the `jobs:` handler kind to the core root."""
+
+    @cached_property
+    def job_store(self) -> JobStore | None:
+        """The Jobs table's store, built on first use; None when the stack has no Jobs table (no job layer)."""
+        if not self.settings.jobs_table:
+            return None
+        return JobStore(table_name=self.settings.jobs_table, dynamodb=self.clients.dynamodb, clock=self.clock)
+
+    @cached_property
+    def job_client(self) -> JobClient:
+        """Enqueues jobs (`fn.enqueue`, `jobs.enqueue`, the CLI and the HTTP API); installed as the process's
+        enqueuer on first use. ConfigError naming what is missing on a stack without the job layer."""
+        missing = [
+            name
+            for name, value in (
+                ("JOBS_TABLE", self.settings.jobs_table),
+                ("SCHEDULE_GROUP", self.settings.schedule_group),
+                ("SCHEDULER_ROLE_ARN", self.settings.scheduler_role_arn),
+            )
+            if not value
+        ]
+        if missing:
+            raise ConfigError(f"the stack has no job layer: SQSLOOPS_{', SQSLOOPS_'.join(missing)} not set")
+        store = self.job_store
+        assert store is not None  # jobs_table is set
+        client = JobClient(
+            sqs=self.sqs,
+            scheduler=self.clients.scheduler,
+            store=store,
+            schedule_group=self.settings.schedule_group,
+            scheduler_role_arn=self.settings.scheduler_role_arn,
+            schedule_dlq_arn=self.settings.schedule_dlq_arn or None,
+            catalog=CatalogReader(
+                dynamodb=self.clients.dynamodb, table_name=self.settings.jobs_table, clock=self.clock
+            ),
+            clock=self.clock,
+        )
+        client.install()
+        return client
+
+    def handler_kinds(self) -> dict[str, HandlerKind]:
+        """The core kinds, and the job runner (`jobs:`), which asks for the Jobs table only when it runs a job."""
+        jobs = JobsKind(sqs=self.sqs, store=lambda: self.job_store, clock=self.clock)
+        return {**super().handler_kinds(), JOBS: jobs}
