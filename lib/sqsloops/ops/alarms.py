@@ -8,7 +8,7 @@ scale-down topic; the functions then read the live depth, so an alarm is a wake-
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -102,7 +102,7 @@ class Alarms:
             spec = self._spec(config.queue_url, step)
             name = spec["AlarmName"]
             wanted.append(name)
-            if name in existing and _matches(existing[name], spec):
+            if name in existing and alarm_matches(existing[name], spec):
                 continue
             self._cw.put_metric_alarm(
                 **spec,
@@ -198,12 +198,13 @@ _COMPARED = (
 )
 
 
-def _matches(existing: dict[str, Any], spec: dict[str, Any]) -> bool:
-    """True when an existing alarm already has every setting put() would write."""
+def alarm_matches(existing: Mapping[str, Any], spec: Mapping[str, Any]) -> bool:
+    """True when an existing alarm (DescribeAlarms) already has every setting a PutMetricAlarm of `spec` would write:
+    what put would leave unset must be unset too."""
     for key in _COMPARED:
-        have, want = existing.get(key), spec[key]
+        have, want = existing.get(key), spec.get(key)
         if key == "Threshold":
-            have, want = float(have or 0), float(want)
+            have, want = float(have or 0), float(want or 0)
         if have != want:
             return False
     return not existing.get("InsufficientDataActions")

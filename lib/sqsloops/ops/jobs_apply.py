@@ -42,7 +42,7 @@ from sqsloops.jobs.catalog import Catalog, CatalogEntry, read_catalog, write_cat
 from sqsloops.jobs.definition import DLQ_SUFFIX, FIFO_SUFFIX, VISIBILITY_PER_TIMEOUT, JobFunction, jobs_in
 from sqsloops.jobs.envelope import ENVELOPE_VERSION
 from sqsloops.log import logger
-from sqsloops.ops.alarms import alarm_steps
+from sqsloops.ops.alarms import alarm_matches, alarm_steps
 from sqsloops.queues import queue_depth, queue_missing
 from sqsloops.registry import QueueConfig
 from sqsloops.settings import FIELD_BY_ATTR, Settings
@@ -73,21 +73,6 @@ CRON_RETRY_POLICY = {"MaximumEventAgeInSeconds": 3600, "MaximumRetryAttempts": 1
 
 # Queue attributes that differ between what we ask and what SQS reports, compared as SQS reports them.
 _QUEUE_ATTRIBUTES = ("VisibilityTimeout", "SqsManagedSseEnabled", "RedrivePolicy", "MessageRetentionPeriod")
-_ALARM_COMPARED = (
-    "AlarmDescription",
-    "ActionsEnabled",
-    "AlarmActions",
-    "OKActions",
-    "Namespace",
-    "MetricName",
-    "Dimensions",
-    "Statistic",
-    "Period",
-    "EvaluationPeriods",
-    "Threshold",
-    "ComparisonOperator",
-    "TreatMissingData",
-)
 _SCHEDULE_COMPARED = ("ScheduleExpression", "ScheduleExpressionTimezone", "State", "FlexibleTimeWindow", "Target")
 
 
@@ -506,7 +491,7 @@ class JobsApply:
         if not found:
             return Step("create", "dlq-alarm", name, "-> Alerts topic", run=put)
         have = found[0]
-        if all(_same_alarm_value(key, have.get(key), spec[key]) for key in _ALARM_COMPARED):  # type: ignore[misc]
+        if alarm_matches(have, spec):
             return Step("unchanged", "dlq-alarm", name)
         return Step("update", "dlq-alarm", name, run=put)
 
@@ -728,9 +713,3 @@ def _same_attribute(key: str, have: str | None, want: str) -> bool:
             and str(mine.get("maxReceiveCount")) == str(theirs.get("maxReceiveCount"))
         )
     return str(have).lower() == str(want).lower()
-
-
-def _same_alarm_value(key: str, have: Any, want: Any) -> bool:
-    if key == "Threshold":
-        return float(have or 0) == float(want)
-    return bool(have == want)
