@@ -543,7 +543,7 @@ class JobClient:
         schedule_target: dict[str, Any] = {
             "Arn": self._queue_arn(target),
             "RoleArn": self._role_arn,
-            "Input": prepared.envelope.to_json(),
+            "Input": prepared.envelope.for_schedule().to_json(),
         }
         if target.fifo:
             schedule_target["SqsParameters"] = {"MessageGroupId": cast(str, prepared.group)}

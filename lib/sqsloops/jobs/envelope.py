@@ -1,9 +1,10 @@
 """The job message body, and the names and ids it carries.
 
-    {"v": 1, "id", "job", "args", "kwargs", "enqueued_at", "run_at"?, "attempt", "key"?}
+    {"v": 1, "id", "job", "args", "kwargs", "enqueued_at", "run_at"?, "attempt", "key"?, "scheduled"?}
 
 `attempt` counts attempts already spent (0 when enqueued): the runner, not SQS's receive count, decides when a job
 is dead, because rate limits, throttles and lost invocations receive a message without spending an attempt.
+`scheduled: true` marks the copy a one-time schedule delivers (due on arrival, whatever the runner's clock says).
 Times are ISO 8601 in UTC with a "Z", readable by any language. Parsing is strict (unknown fields included): a body
 that is off goes to the DLQ with its reason instead of half-running; an additive change means v2.
 
@@ -52,7 +53,7 @@ MAX_KEY_BYTES = 512  # a unique key is part of a DynamoDB key item (limit 1024 b
 RUN_AT_PAST_TOLERANCE_S = 1.0  # run_at=now() reaches us a little late: within this it means "now", not an error
 
 _FIELDS_REQUIRED = ("v", "id", "job", "args", "kwargs", "enqueued_at", "attempt")
-_FIELDS_OPTIONAL = ("run_at", "key")
+_FIELDS_OPTIONAL = ("run_at", "key", "scheduled")
 _NOT_JSON_HINTS = {
     "datetime": "pass datetime.isoformat()",
     "date": "pass date.isoformat()",
@@ -190,6 +191,10 @@ class Envelope:
     attempt: int = 0
     run_at: datetime | None = None
     key: str | None = None
+    # Delivered by its one-time schedule: the schedule kept the time, so the job is due on arrival. (The embedded
+    # AWS compresses at() schedules, and a runner that compared run_at with its own clock would hand back a job the
+    # scheduler had rightly delivered; on AWS, at() fires at or after run_at, so nothing changes there.)
+    scheduled: bool = False
 
     def __post_init__(self) -> None:
         check_job_id(self.id)
@@ -206,6 +211,8 @@ class Envelope:
                 raise ValueError(f"{name} must be a datetime with a time zone, got {moment!r}")
         if self.key is not None:
             _check_key(self.key)
+        if not isinstance(self.scheduled, bool):
+            raise ValueError(f"scheduled must be true or false, got {self.scheduled!r}")
 
     @classmethod
     def create(
@@ -257,6 +264,8 @@ class Envelope:
         body["attempt"] = self.attempt
         if self.key is not None:
             body["key"] = self.key
+        if self.scheduled:
+            body["scheduled"] = True
         return body
 
     def to_json(self) -> str:
@@ -277,12 +286,16 @@ class Envelope:
             )
 
     def with_attempt(self, attempt: int) -> Envelope:
-        """The same job, with `attempt` attempts spent."""
-        return replace(self, attempt=attempt)
+        """The same job, with `attempt` attempts spent (a copy sent again is no longer its schedule's delivery)."""
+        return replace(self, attempt=attempt, scheduled=False)
 
     def for_redrive(self) -> Envelope:
         """The same job with its attempts reset: a redriven job gets its whole retry budget again."""
-        return replace(self, attempt=0)
+        return replace(self, attempt=0, scheduled=False)
+
+    def for_schedule(self) -> Envelope:
+        """The target input of the job's one-time schedule: marked as delivered by it (see `scheduled`)."""
+        return replace(self, scheduled=True)
 
     @classmethod
     def parse(cls, body: str) -> Envelope:
@@ -312,6 +325,7 @@ class Envelope:
                 attempt=_typed(data, "attempt", int),
                 run_at=None if data.get("run_at") is None else _moment(data, "run_at"),
                 key=None if data.get("key") is None else _typed(data, "key", str),
+                scheduled=_typed(data, "scheduled", bool) if "scheduled" in data else False,
             )
         except (ValueError, ConfigError) as exc:
             raise MalformedEnvelopeError(str(exc)) from exc

@@ -216,7 +216,7 @@ class _Delivery:
     def run(self) -> Verdict:
         now = self.clock.now()
         due = self.envelope.run_at.timestamp() if self.envelope.run_at is not None else None
-        if due is not None and due > now + RUN_AT_PAST_TOLERANCE_S:
+        if due is not None and due > now + RUN_AT_PAST_TOLERANCE_S and not self.envelope.scheduled:
             return self.verdict(HELD, "not due yet", delay_s=min(due - now, MAX_RETRY_DELAY_S))
         if self.time_left_s is not None and self.time_left_s < self.options.timeout_s:
             return self.verdict(
@@ -234,7 +234,8 @@ class _Delivery:
             attempt = started
         logger.append_keys(attempt=attempt)
         if attempt == 1 and self.metrics is not None:
-            self.metrics.start_latency(self.name, now - max(self.envelope.enqueued_at.timestamp(), due or 0.0))
+            since = max(self.envelope.enqueued_at.timestamp(), due or 0.0)
+            self.metrics.start_latency(self.name, max(0.0, now - since))  # a schedule may deliver "early" locally
         if self.store is not None and self.options.unique == "until_started":
             self.release_key()
         return self.attempt(attempt)

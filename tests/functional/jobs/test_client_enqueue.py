@@ -93,6 +93,7 @@ def test_a_longer_delay_is_a_one_time_schedule_that_deletes_itself(world: World)
     assert target["RoleArn"] == ROLE_ARN
     assert target["DeadLetterConfig"] == {"Arn": world.dlq_arn}
     assert json.loads(target["Input"])["id"] == handle.id
+    assert json.loads(target["Input"])["scheduled"] is True  # due on arrival: the schedule kept the time
     assert "SqsParameters" not in target
     # and the row says scheduled, with its schedule's name
     record = handle.status()

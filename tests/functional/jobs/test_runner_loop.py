@@ -226,6 +226,28 @@ def test_a_job_runs_once_its_result_and_state_are_stored_and_its_metrics_written
     assert emf["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "sqsloops/jobs"
 
 
+def test_a_job_due_later_is_held_but_its_schedules_delivery_runs_whatever_the_clock_says(world: World) -> None:
+    # Given a job due in an hour sent straight to the queue, and the same job as its one-time schedule delivers it
+    # (the embedded AWS compresses at(): the delivery comes while the runner's clock still says "an hour to go")
+    now = world.loops.clock.now()
+    due = datetime.fromtimestamp(now + 3600, tz=UTC)
+    early = Envelope.create("add", (1, 1), {}, now=datetime.fromtimestamp(now, tz=UTC), run_at=due)
+    delivered = Envelope.create("add", (2, 2), {}, now=datetime.fromtimestamp(now, tz=UTC), run_at=due).for_schedule()
+    for envelope in (early, delivered):
+        assert world.store.create(envelope.id, "add", state="scheduled", enqueued_at=now, run_at=due.timestamp())
+        world.aws.sqs.send_message(QueueUrl=world.queue.url, MessageBody=envelope.to_json())
+
+    # When the loop runs
+    world.run()
+
+    # Then the scheduled delivery ran, and the early one is held (not run, no attempt spent)
+    assert world.row(delivered).state is SUCCEEDED
+    assert json.loads(world.row(delivered).result or "null") == {"sum": 4}
+    assert CALLS["add"] == [1]
+    assert world.row(early).attempts == 0
+    assert world.loops.depth(world.queue.url) == 1
+
+
 def test_retry_in_s_sets_the_delay_and_the_next_attempt_succeeds(world: World, logs: LogRecords) -> None:
     # Given a job that asks to be retried in 30 s on its first attempt
     envelope = world.send("asks_for_later")
