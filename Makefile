@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 DEMO_ARGS ?=
 
-.PHONY: demo test lint build unit functional e2e clean bench-throughput bench-scaling bench-recovery bench-retry-budgets
+.PHONY: demo demo-jobs test lint build unit functional e2e clean bench-throughput bench-scaling bench-recovery bench-retry-budgets
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is required")'
@@ -18,6 +18,11 @@ $(STAMP): pyproject.toml
 # A burst of 3000 messages on the embedded AWS, time x20; e.g. DEMO_ARGS="--messages 10000 --max-loops 12".
 demo: $(STAMP)
 	$(BIN)/sqsloops demo $(DEMO_ARGS)
+
+# The example app's jobs (app/jobs.py) on the embedded AWS, time x60: delayed, cron, unique, retries, dead + redrive,
+# concurrency and rate limits, each checked; e.g. DEMO_ARGS="--burst 30 --rate-jobs 100".
+demo-jobs: $(STAMP)
+	$(BIN)/sqsloops demo jobs $(DEMO_ARGS)
 
 # pytest exits 5 when it collects nothing; that must fail, never pass silently.
 test: $(STAMP)

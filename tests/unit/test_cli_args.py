@@ -6,16 +6,19 @@ import argparse
 import logging
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from sqsloops.cli import main
 from sqsloops.cli.context import quiet_logs
+from sqsloops.cli.demo_jobs import print_result
 from sqsloops.cli.output import table
 from sqsloops.cli.parser import build_parser
 from sqsloops.cli.registration import config_changes
 from sqsloops.errors import ConfigError
 from sqsloops.log import SERVICE
+from sqsloops.ops.demo_jobs import Check, JobsDemoResult
 from sqsloops.settings import Settings
 
 URL = "https://sqs.us-east-1.amazonaws.com/123456789012/orders"
@@ -100,6 +103,10 @@ def test_other_commands_parse() -> None:
         ["status", URL, "extra"],
         ["list", "--json", "--yaml"],
         ["--region"],
+        ["demo", "jobs", "--burst", "1"],
+        ["demo", "jobs", "--rate-jobs", "many"],
+        ["demo", "jobs", "--time-scale", "500"],
+        ["demo", "party"],
     ],
     ids=lambda argv: " ".join(argv) or "(nothing)",
 )
@@ -126,6 +133,25 @@ def test_demo_help_names_its_options_without_starting_anything(capsys: pytest.Ca
     out, _ = capsys.readouterr()
     for option in ("--messages", "--time-scale", "--max-loops", "--out"):
         assert option in out
+
+
+def test_demo_jobs_help_names_its_options_without_starting_anything(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "jobs", "--help"]) == 0
+    out, _ = capsys.readouterr()
+    for option in ("--time-scale", "--burst", "--rate-jobs", "--deadline-s", "--out"):
+        assert option in out
+
+
+def test_demo_jobs_prints_each_check_and_the_reason_of_a_failed_one(capsys: pytest.CaptureFixture[str]) -> None:
+    checks = (Check("hello", "3 succeed", "3 succeeded", True), Check("later", "after 1h", "not scheduled", False))
+    result = JobsDemoResult(checks=checks, applied=3, reapply_changes=0, time_scale=60, run_s=1.0)
+
+    print_result(result, wall_s=2.0, log_path=Path("functions.log"))
+
+    out = capsys.readouterr().out
+    assert "check hello: ok: 3 succeeded" in out.splitlines()
+    assert "check later: FAILED: not scheduled" in out.splitlines()
+    assert result.failure == "later: expected after 1h, observed not scheduled"
 
 
 def test_logs_are_quiet_during_a_command_and_restored_after() -> None:

@@ -57,7 +57,7 @@ def add_commands(commands: Any) -> None:
     )
     parser.add_argument(
         "--messages",
-        type=_bounded_int(1, MAX_MESSAGES),
+        type=bounded_int(1, MAX_MESSAGES),
         default=DEFAULT_MESSAGES,
         metavar="N",
         help=f"messages in the burst (default {DEFAULT_MESSAGES})",
@@ -71,7 +71,7 @@ def add_commands(commands: Any) -> None:
     )
     parser.add_argument(
         "--max-loops",
-        type=_bounded_int(DEFAULT_MIN_LOOPS, 50),
+        type=bounded_int(DEFAULT_MIN_LOOPS, 50),
         default=DEFAULT_MAX_LOOPS,
         metavar="N",
         help=f"the queue's max_loops (default {DEFAULT_MAX_LOOPS}; min_loops is {DEFAULT_MIN_LOOPS})",
@@ -85,16 +85,20 @@ def add_commands(commands: Any) -> None:
     )
     parser.add_argument(
         "--deadline-s",
-        type=_bounded_float(1.0, 3600.0),
+        type=bounded_float(1.0, 3600.0),
         default=DEFAULT_DEADLINE_S,
         metavar="S",
         help=f"give up (exit 1) when not settled after S seconds (default {DEFAULT_DEADLINE_S:g})",
     )
     parser.add_argument("--template", type=Path, metavar="PATH", help="the SAM template (default: the repository's)")
     parser.set_defaults(run=run_demo)
+    scenarios = parser.add_subparsers(dest="scenario", metavar="{jobs}", help="another demo (default: the burst)")
+    from sqsloops.cli import demo_jobs  # it reuses this module's pieces
+
+    demo_jobs.add_command(scenarios)
 
 
-def _bounded_int(low: int, high: int) -> Any:
+def bounded_int(low: int, high: int) -> Any:
     def parse(raw: str) -> int:
         try:
             value = int(raw)
@@ -107,7 +111,7 @@ def _bounded_int(low: int, high: int) -> Any:
     return parse
 
 
-def _bounded_float(low: float, high: float) -> Any:
+def bounded_float(low: float, high: float) -> Any:
     def parse(raw: str) -> float:
         try:
             value = float(raw)
@@ -137,8 +141,8 @@ def run_demo(context: Context, args: argparse.Namespace) -> int:
         queue_prefix=stack,  # the stack's loops may use only queues named after it (template.yaml)
     )
     log_path = out / LOG_NAME
-    with log_path.open("w", encoding="utf-8") as log, _interrupt_on_sigterm():
-        sink = _LogSink(log)
+    with log_path.open("w", encoding="utf-8") as log, interrupt_on_sigterm():
+        sink = LogSink(log)
         say(f"sqsloops demo: starting the embedded AWS (time x{args.time_scale:g}) ...")
         with EmbeddedAws(
             template=template,
@@ -258,7 +262,7 @@ def _print_summary(result: DemoResult, *, wall_s: float, chart: Path, log_path: 
     say(f"function logs: {log_path}")
 
 
-class _LogSink:
+class LogSink:
     """The embedded AWS's echo: lines from many threads into one file."""
 
     def __init__(self, stream: IO[str]) -> None:
@@ -273,7 +277,7 @@ class _LogSink:
 
 
 @contextmanager
-def _interrupt_on_sigterm() -> Iterator[None]:
+def interrupt_on_sigterm() -> Iterator[None]:
     """SIGTERM ends the demo as Ctrl-C does: the embedded AWS and its workers are stopped on the way out."""
 
     def handle(_signum: int, _frame: FrameType | None) -> None:

@@ -118,18 +118,18 @@ class JobsDemo:
         _, jobs = import_jobs(APP_MODULE, app_dir=self.options.app_dir)
         applied = len(applier.apply(applier.plan(APP_MODULE, jobs)))
         reapply = len(applier.plan(APP_MODULE, jobs).changes)
-        checks: list[Callable[[], Check]] = [
-            self.check_immediate,
-            self.check_delayed,
-            self.check_cron,
-            self.check_unique,
-            self.check_flaky,
-            self.check_poison,
-            self.check_serial,
-            self.check_rate,
+        checks: list[tuple[str, Callable[[], Check]]] = [
+            ("hello", self.check_immediate),
+            ("later", self.check_delayed),
+            ("minutely", self.check_cron),
+            ("charge_once", self.check_unique),
+            ("flaky", self.check_flaky),
+            ("poison", self.check_poison),
+            ("one_at_a_time", self.check_serial),
+            ("limited", self.check_rate),
         ]
         with ThreadPoolExecutor(max_workers=len(checks), thread_name_prefix="demo-jobs") as pool:
-            futures = [pool.submit(self._guarded, check) for check in checks]
+            futures = [pool.submit(self._guarded, job, check) for job, check in checks]
             results = tuple(future.result() for future in futures)
         apply_check = Check(
             "apply app.jobs",
@@ -145,13 +145,13 @@ class JobsDemo:
             run_s=self._clock.monotonic() - started,
         )
 
-    def _guarded(self, check: Callable[[], Check]) -> Check:
-        """A check that raises is a failed row, never a crashed demo."""
+    def _guarded(self, job: str, check: Callable[[], Check]) -> Check:
+        """A check that raises is a failed row of its job, never a crashed demo."""
         try:
             return check()
         except Exception as exc:  # any failure of a check is its row's observation
-            name = check.__name__.removeprefix("check_")
-            return Check(name, "see the other rows", f"error: {type(exc).__name__}: {exc}", False)
+            expected = (check.__doc__ or "").strip() or "see the README"
+            return Check(job, expected, f"error: {type(exc).__name__}: {exc}", False)
 
     def _store(self) -> JobStore:
         store = self.root.job_store
@@ -184,6 +184,7 @@ class JobsDemo:
     # --- the checks -----------------------------------------------------------------------------------------
 
     def check_immediate(self) -> Check:
+        """3 jobs due now succeed on their first attempt"""
         handles = [self.client.enqueue("hello", [name]) for name in ("ada", "grace", "linus")]
         results = [self._result(h) for h in handles]
         attempts = sorted({r["attempt"] for r in results})
@@ -191,6 +192,7 @@ class JobsDemo:
         return Check("hello", "3 succeed, attempt 1", f"{len(results)} succeeded, attempts {attempts}", ok)
 
     def check_delayed(self) -> Check:
+        """a job delayed by an hour goes through a one-time schedule and runs after its hour"""
         sent_at = self._clock.now()
         handle = self.client.enqueue("later", ["in an hour"], delay=DELAY)
         scheduled = handle.status().state is JobState.SCHEDULED and handle.schedule_name is not None
@@ -205,6 +207,7 @@ class JobsDemo:
         )
 
     def check_cron(self) -> Check:
+        """the minutely Europe/Paris cron ticks a minute apart, each tick its own job"""
         schedule = self.root.clients.scheduler.get_schedule(
             Name=cron_schedule_name("minutely"), GroupName=self.settings.schedule_group
         )
@@ -229,6 +232,7 @@ class JobsDemo:
         )
 
     def check_unique(self) -> Check:
+        """the second of two enqueues with one key is a duplicate; the job runs once"""
         order = int(self._clock.now() * 1000) % 10**9
         first = self.client.enqueue("charge_once", kwargs={"order_id": order, "amount": 5})
         second = self.client.enqueue("charge_once", kwargs={"order_id": order, "amount": 5})
@@ -243,6 +247,7 @@ class JobsDemo:
         )
 
     def check_flaky(self) -> Check:
+        """the flaky job succeeds on its third attempt"""
         handle = self.client.enqueue("flaky", ["demo"])
         record = self._final(handle)
         attempt = handle.result(timeout=0)["attempt"] if record.state is JobState.SUCCEEDED else None
@@ -250,6 +255,7 @@ class JobsDemo:
         return Check("flaky", "succeeded on attempt 3", f"{record.state.value} on attempt {attempt}", ok)
 
     def check_poison(self) -> Check:
+        """the poison job is dead in its DLQ, then redriven after its fix and succeeds"""
         from app.jobs import set_poison_fixed  # the app's own module, imported by import_jobs in run()
 
         admin = JobsAdmin.for_root(self.root)
@@ -274,6 +280,7 @@ class JobsDemo:
         )
 
     def check_serial(self) -> Check:
+        """a burst of the concurrency=1 job never has two runs at once"""
         results = [self._result(h) for h in self._burst("one_at_a_time", self.options.burst)]
         spans = sorted((r["started_at"], r["finished_at"]) for r in results)
         overlaps = sum(1 for (_, end), (start, _) in itertools.pairwise(spans) if start < end)
@@ -285,6 +292,7 @@ class JobsDemo:
         )
 
     def check_rate(self) -> Check:
+        """the rate-limited job runs within 10% of its rate"""
         limit = 5.0  # app.jobs: rate="5/s"
         results = [self._result(h) for h in self._burst("limited", self.options.rate_jobs)]
         times = sorted(r["ran_at"] for r in results)
