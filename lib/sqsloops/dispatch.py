@@ -56,17 +56,22 @@ class Failure:
 
 @dataclass(frozen=True)
 class Outcome:
-    """What became of a batch: ids that succeeded, and each failed id with why."""
+    """What became of a batch: ids that succeeded, and each failed id with why.
+
+    `hand_over`: the handler handed work back because it needs more time than this invocation has left (a job
+    whose timeout does not fit, sqsloops.budget): the loop hands over after settling instead of polling on.
+    """
 
     succeeded: tuple[str, ...] = ()
     failed: tuple[Failure, ...] = ()
+    hand_over: bool = False
 
     @classmethod
     def all_failed(cls, records: Iterable[Record], reason: str) -> Outcome:
         return cls(failed=tuple(Failure(r["messageId"], reason) for r in records))
 
     def __add__(self, other: Outcome) -> Outcome:
-        return Outcome(self.succeeded + other.succeeded, self.failed + other.failed)
+        return Outcome(self.succeeded + other.succeeded, self.failed + other.failed, self.hand_over or other.hand_over)
 
 
 class Dispatcher(Protocol):

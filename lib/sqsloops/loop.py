@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqsloops import defaults
 from sqsloops.backoff import compute_backoff_s
+from sqsloops.budget import work_budget
 from sqsloops.clock import SYSTEM_CLOCK, Clock
 from sqsloops.dispatch import Dispatchers, Outcome, to_lambda_record
 from sqsloops.errors import ConfigError, HopClaimedError, NotRegisteredError, TokenLostError
@@ -228,6 +229,7 @@ class _Loop:
         self._errors_in_a_row = 0
         self._missing_in_a_row = 0  # receives in a row that answered QueueDoesNotExist
         self._broken_detail = ""  # what made the registration broken, for the mark and the log line
+        self._work_total_s = 0.0  # this invocation's work time from the start of poll() to the reserve
         self.processed = 0
         self.failed = 0
         self.batches = 0
@@ -261,6 +263,7 @@ class _Loop:
                 extra={"remaining_ms": self._remaining_ms(), "reserve_s": self._settings.reserve_s},
             )
             return TOO_SHORT
+        self._work_total_s = self._left_s()
         stop = self._heartbeat()  # the claim: nothing is received before it has got through
         if stop:
             return stop
@@ -342,11 +345,15 @@ class _Loop:
                 self._clock.sleep(min(defaults.IDLE_SLEEP_S, left_s))
             return None
         self.batches += 1
-        settled = self._settler.settle(config, messages, self._dispatch(config, messages))
+        outcome = self._dispatch(config, messages)
+        settled = self._settler.settle(config, messages, outcome)
         self.processed += settled.processed
         self.failed += settled.failed
         self._pending.processed += settled.processed
         self._pending.failed += settled.failed
+        if outcome.hand_over:  # what it handed back needs a fresh invocation's time: start it now
+            logger.info("the handler asked for a fresh invocation; handing over early", extra={"left_s": left_s})
+            return TIME_LEFT
         return None
 
     # -- registration and heartbeat ----------------------------------------------------------------------------
@@ -449,7 +456,8 @@ class _Loop:
     def _dispatch(self, config: QueueConfig, messages: Sequence[MessageTypeDef]) -> Outcome:
         records = [to_lambda_record(m, queue_arn=self._queue_arn, region=self._region) for m in messages]
         try:
-            return self._dispatchers.for_config(config).dispatch(records)
+            with work_budget(self._left_s, total_s=self._work_total_s):
+                return self._dispatchers.for_config(config).dispatch(records)
         except Exception as exc:  # dispatchers do not raise; if one does, nothing may be lost
             logger.exception("dispatch raised")
             return Outcome.all_failed(records, f"dispatch raised {type(exc).__name__}: {exc}")
