@@ -49,6 +49,9 @@ FIELDS: tuple[Field, ...] = (
     Field("scheduler_role_arn", "SCHEDULER_ROLE_ARN", "SchedulerRoleArn"),
     Field("schedule_dlq_arn", "SCHEDULE_DLQ_ARN", "SchedulesDeadLetterQueueArn"),
     Field("alerts_topic_arn", "ALERTS_TOPIC_ARN", "AlertsTopicArn"),
+    # The entry topic producers publish jobs to (SNS, any language), and where what no job matches lands.
+    Field("entry_topic_arn", "ENTRY_TOPIC_ARN", "EntryTopicArn"),
+    Field("unroutable_queue_url", "UNROUTABLE_QUEUE_URL", "UnroutableQueueUrl"),
     Field("heartbeat_s", "HEARTBEAT_S", "HeartbeatSeconds", "seconds"),
     Field("reserve_s", "RESERVE_S", "ReserveSeconds", "seconds"),
     Field("stale_after_s", "STALE_AFTER_S", "StaleAfterSeconds", "seconds"),
@@ -72,6 +75,8 @@ class Settings:
     scheduler_role_arn: str = ""  # the role Scheduler sends jobs with
     schedule_dlq_arn: str = ""  # where Scheduler puts deliveries it could not make
     alerts_topic_arn: str = ""  # operational alerts (a job queue's DLQ alarm notifies it)
+    entry_topic_arn: str = ""  # the SNS entry topic `jobs apply` subscribes job queues to
+    unroutable_queue_url: str = ""  # entry-topic messages no job matches
     heartbeat_s: float = defaults.HEARTBEAT_S
     reserve_s: float = defaults.RESERVE_S
     stale_after_s: float = defaults.STALE_AFTER_S

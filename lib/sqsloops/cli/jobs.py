@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from sqsloops.cli.context import Context
+from sqsloops.cli.jobs_entry import add_unroutable_command, run_redrive_unroutable
 from sqsloops.cli.output import emit_json, say, table, warn
 from sqsloops.errors import ConfigError
 from sqsloops.jobs.catalog import CatalogReader
@@ -67,11 +68,16 @@ def add_commands(commands: Any) -> None:
         ("discard", "delete dead jobs from the dead-letter queue", run_discard),
     ):
         parser = sub.add_parser(command, help=text)
-        parser.add_argument("name", metavar="NAME")
+        parser.add_argument("name", metavar="NAME", nargs="?" if command == "redrive" else None)
         which = parser.add_mutually_exclusive_group(required=True)
         which.add_argument("--id", dest="ids", action="append", metavar="ID", help="this job (repeatable)")
         which.add_argument("--all", action="store_true", help="every dead job of NAME")
+        if command == "redrive":
+            which.add_argument(
+                "--unroutable", action="store_true", help="re-publish Unroutable messages whose job now exists"
+            )
         parser.set_defaults(run=handler)
+    add_unroutable_command(sub)
 
     for command, text, handler in (
         ("pause", "keep accepting NAME's jobs but run none (its registration disabled)", run_pause),
@@ -240,6 +246,10 @@ def _report(verb: str, moved: Moved) -> int:
 
 
 def run_redrive(context: Context, args: argparse.Namespace) -> int:
+    if args.unroutable:
+        return run_redrive_unroutable(context)
+    if not args.name:
+        raise ConfigError("jobs redrive: give NAME (or --unroutable)")
     moved = JobsAdmin.for_root(context.root).redrive(args.name, ids=None if args.all else args.ids)
     return _report("redrove", moved)
 

@@ -54,6 +54,13 @@ class CatalogEntry:
     group_by: str | None = None
     result_ttl_s: float | None = None
     module: str | None = None  # where the job is declared, for messages
+    # A cron job's schedule, for the missed-run sweep (jobs/missed.py), which runs where the code is not imported
+    # (the restart function). Kept as declared and checked by the sweep, job by job: one entry a newer sqsloops
+    # wrote (or a zone this runtime lacks) fails its own sweep, not the catalog's readers.
+    cron: str | None = None  # the expression as declared (Unix five fields or Scheduler's cron(...))
+    tz: str | None = None
+    missed: str | None = None  # "skip" | "run_once" | "catch_up"
+    catch_up_window_s: float | None = None
 
     def __post_init__(self) -> None:
         check_job_name(self.job)
@@ -68,6 +75,7 @@ class CatalogEntry:
     def for_job(cls, fn: JobFunction[..., Any], *, queue_url: str, queue_arn: str) -> CatalogEntry:
         """The entry `jobs apply` writes for a declared job whose queue it created."""
         options = fn.options
+        cron = options.cron
         return cls(
             job=options.name,
             queue_url=queue_url,
@@ -79,6 +87,10 @@ class CatalogEntry:
             group_by=options.group_by,
             result_ttl_s=options.result_ttl_s,
             module=fn.fn.__module__,
+            cron=None if cron is None else cron.source,
+            tz=None if cron is None else options.tz,
+            missed=None if cron is None else options.missed,
+            catch_up_window_s=None if cron is None or options.missed != "catch_up" else options.catch_up_window_s,
         )
 
     def to_dict(self) -> dict[str, Any]:

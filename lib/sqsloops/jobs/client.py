@@ -59,8 +59,8 @@ from sqsloops.jobs.errors import (
 )
 from sqsloops.jobs.handle import JobHandle
 from sqsloops.jobs.states import QUEUED, SCHEDULED
+from sqsloops.jobs.store import BATCH_WRITE_MAX, JobRecord, JobStore, KeyScope
 from sqsloops.jobs.store import JobNotFoundError as StoreJobNotFoundError
-from sqsloops.jobs.store import JobRecord, JobStore, KeyScope
 from sqsloops.jobs.store import NotCancellableError as StoreNotCancellableError
 from sqsloops.log import logger
 
@@ -257,21 +257,35 @@ class JobClient:
         10 entries and `max_batch_bytes`, per queue; the others as one-time schedules, pacing CreateSchedule when it
         is throttled. One result per call, in order; a bad call fails alone and writes nothing."""
         results: dict[int, EnqueueResult] = {}
-        to_send: list[tuple[int, _Prepared]] = []
-        to_schedule: list[tuple[int, _Prepared]] = []
+        committed: list[tuple[int, _Prepared]] = []
+        fresh: list[tuple[int, _Prepared]] = []  # tracked, no key, an id of our own: rows written in batches
         for index, call in enumerate(calls):
             try:
                 prepared = self._prepare(call)
+                if call.id is None and prepared.target.track and prepared.target.unique is None:
+                    fresh.append((index, prepared))
+                    continue
                 duplicate = self._commit(prepared)
             except Exception as exc:  # one bad call fails alone: reported in its result
                 results[index] = EnqueueResult(index, error=exc)
                 continue
             if duplicate is not None:
                 results[index] = EnqueueResult(index, handle=duplicate)
-            elif prepared.schedule is not None:
-                to_schedule.append((index, prepared))
             else:
-                to_send.append((index, prepared))
+                committed.append((index, prepared))
+        for start in range(0, len(fresh), BATCH_WRITE_MAX):
+            chunk = fresh[start : start + BATCH_WRITE_MAX]
+            try:
+                self._store.create_many([self._new_row(prepared) for _, prepared in chunk])
+            except Exception as exc:
+                for index, prepared in chunk:
+                    self._undo(prepared)
+                    results[index] = EnqueueResult(index, error=exc)
+                continue
+            committed += chunk
+        committed.sort(key=lambda item: item[0])
+        to_send = [(i, p) for i, p in committed if p.schedule is None]
+        to_schedule = [(i, p) for i, p in committed if p.schedule is not None]
         for batch in self._batches(to_send):
             results.update(self._send_batch(batch))
         pause_s = THROTTLE_FIRST_PAUSE_S
@@ -478,6 +492,18 @@ class JobClient:
                 schedule_name=existing.schedule_name if existing is not None else None,
             )
         return None
+
+    def _new_row(self, prepared: _Prepared) -> JobRecord:
+        """The row `_commit` would write for a job with no key and an id of our own."""
+        return self._store.new_record(
+            prepared.envelope.id,
+            prepared.target.job,
+            state=SCHEDULED if prepared.schedule is not None else QUEUED,
+            enqueued_at=prepared.now_s,
+            run_at=prepared.run_at_s,
+            ttl_s=prepared.target.result_ttl_s,
+            schedule_name=prepared.schedule,
+        )
 
     def _send_request(self, prepared: _Prepared) -> dict[str, Any]:
         request: dict[str, Any] = {"QueueUrl": prepared.target.queue_url, "MessageBody": prepared.envelope.to_json()}

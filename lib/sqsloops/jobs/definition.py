@@ -61,6 +61,9 @@ DEFAULT_RESULT_TTL_S = 7 * S_PER_DAY
 # this at or under the Jobs table's tick TTL (jobs/store.py DEFAULT_TICK_TTL_S, 30 days).
 MAX_CATCH_UP_WINDOW_S = 30 * S_PER_DAY
 DEFAULT_CATCH_UP_WINDOW_S = S_PER_DAY  # catch up on a day of downtime at most, unless told otherwise
+# The failure-rate alarm `jobs apply` puts per job (ops/job_alarms.py): in ALARM while more than this share of the
+# job's attempts fail; None: no alarm.
+DEFAULT_FAILURE_ALARM = 0.2
 
 SQS_MAX_QUEUE_NAME_LEN = 80
 FIFO_SUFFIX = ".fifo"
@@ -100,6 +103,7 @@ class JobOptions:
     track: bool
     result_ttl_s: float
     runs_in: RunsIn
+    failure_alarm: float | None = DEFAULT_FAILURE_ALARM  # alarm above this failure rate of attempts; None: no alarm
 
     @property
     def retries(self) -> int:
@@ -314,6 +318,17 @@ def _check_count(value: object, *, low: int, high: int) -> int:
     return value
 
 
+def _check_failure_alarm(value: object) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1:
+        _refuse(
+            f"must be a failure rate between 0 and 1 (0.2: a fifth of the attempts), or None for no alarm,"
+            f" got {value!r}"
+        )
+    return float(value)
+
+
 def _check_timeout(value: DurationLike, runs_in: str) -> float:
     timeout_s = parse_duration_s(value)
     if timeout_s < MIN_TIMEOUT_S:
@@ -412,6 +427,7 @@ class _Declared:
     track: bool = True
     result_ttl: DurationLike | None = None
     runs_in: RunsIn = "loop"
+    failure_alarm: float | None = DEFAULT_FAILURE_ALARM
 
 
 @dataclass(frozen=True)
@@ -533,6 +549,8 @@ def _options(function: Callable[..., Any], given: _Declared) -> JobOptions:
     limits = _limits(job, given, signature, runs_in)
     uniqueness = _uniqueness(job, given, signature)
     schedule = _schedule(job, given, signature)
+    with _option(job, "failure_alarm"):
+        failure_alarm = _check_failure_alarm(given.failure_alarm)
     return JobOptions(
         name=job,
         queue=queue,
@@ -553,6 +571,7 @@ def _options(function: Callable[..., Any], given: _Declared) -> JobOptions:
         track=given.track,
         result_ttl_s=schedule.result_ttl_s,
         runs_in=runs_in,
+        failure_alarm=failure_alarm,
     )
 
 
@@ -587,6 +606,7 @@ def job(
     track: bool = True,
     result_ttl: DurationLike | None = None,
     runs_in: RunsIn = "loop",
+    failure_alarm: float | None = DEFAULT_FAILURE_ALARM,
 ) -> _Decorator: ...
 
 
@@ -596,7 +616,8 @@ def job(fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
     Defaults: name = the function's; queue = one per job, named after it; retries = DEFAULT_RETRIES with
     full-jitter exponential backoff; timeout = DEFAULT_TIMEOUT_S; concurrency = the registration default; scale to
     zero; tz = UTC; missed = "skip"; tracked, results kept DEFAULT_RESULT_TTL_S; runs in the loop. tz, missed and
-    catch_up_window apply to cron jobs only; key needs unique; ordering defaults to "serial" with group_by.
+    catch_up_window apply to cron jobs only; key needs unique; ordering defaults to "serial" with group_by;
+    failure_alarm = DEFAULT_FAILURE_ALARM (the failure-rate alarm `jobs apply` puts; None: none).
     """
     try:
         given = _Declared(**options)

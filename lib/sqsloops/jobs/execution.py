@@ -51,6 +51,7 @@ from sqsloops.log import logger
 
 if TYPE_CHECKING:
     from sqsloops.jobs.definition import JobFunction
+    from sqsloops.jobs.entry import BareMessage
     from sqsloops.jobs.metrics import JobMetrics
 
 Action = Literal["succeeded", "skipped", "held", "retry", "dead"]
@@ -115,6 +116,7 @@ class Verdict:
     error: str | None = None
     traceback: str | None = None
     exception: BaseException | None = None
+    hand_over: bool = False  # held because this invocation has too little time left: the loop should hand over
 
     @property
     def job(self) -> str | None:
@@ -146,16 +148,27 @@ class JobExecutor:
         receive_count: int = 1,
         fifo: bool = False,
         time_left_s: float | None = None,
+        work_total_s: float | None = None,
         metrics: JobMetrics | None = None,
+        entry: BareMessage | None = None,
     ) -> Verdict:
-        """One delivery of `body`. Never raises for what the message or the job does; only for a bug here."""
+        """One delivery of `body` (or of `entry`, a bare entry-topic message: jobs/entry.py wraps it). Never raises
+        for what the message or the job does; only for a bug here."""
         try:
-            envelope = Envelope.parse(body)
+            envelope = entry.wrap(now=self._clock.now()) if entry is not None else Envelope.parse(body)
         except MalformedEnvelopeError as exc:
             logger.error("malformed job message; to the dead-letter queue", extra={"reason": exc.reason})
             _count(metrics, "(malformed)", m.DEAD)
             return Verdict(action=DEAD_ACTION, reason=str(exc))
         fn = self.jobs.get(envelope.job)
+        if fn is not None and entry is not None and fn.options.unique is not None:
+            reason = (
+                f"job {envelope.job} is unique: its key is claimed at enqueue, and an entry-topic message has no"
+                " enqueue step; enqueue it through the Python API, the CLI or POST /jobs"
+            )
+            logger.error("unique job from the entry topic; to the dead-letter queue", extra={"job": envelope.job})
+            _count(metrics, envelope.job, m.DEAD)
+            return Verdict(action=DEAD_ACTION, reason=reason, envelope=envelope)
         if fn is None:
             known = ", ".join(sorted(self.jobs)) or "none"
             reason = f"unknown job {envelope.job!r}: {self._source} declares {known} (renamed or removed?)"
@@ -165,7 +178,14 @@ class JobExecutor:
         logger.append_keys(job_id=envelope.id, job=envelope.job)
         try:
             return _Delivery(
-                self, fn, envelope, receive_count=receive_count, fifo=fifo, time_left_s=time_left_s, metrics=metrics
+                self,
+                fn,
+                envelope,
+                receive_count=receive_count,
+                fifo=fifo,
+                time_left_s=time_left_s,
+                work_total_s=work_total_s,
+                metrics=metrics,
             ).run()
         finally:
             logger.remove_keys(list(_LOG_KEYS))
@@ -196,6 +216,7 @@ class _Delivery:
         receive_count: int,
         fifo: bool,
         time_left_s: float | None,
+        work_total_s: float | None,
         metrics: JobMetrics | None,
     ) -> None:
         self.fn = fn
@@ -204,6 +225,7 @@ class _Delivery:
         self.receive_count = max(receive_count, 1)
         self.fifo = fifo
         self.time_left_s = time_left_s
+        self.work_total_s = work_total_s
         self.metrics = metrics
         self.clock = executor.clock
         self.rng = executor.rng
@@ -219,11 +241,19 @@ class _Delivery:
         if due is not None and due > now + RUN_AT_PAST_TOLERANCE_S and not self.envelope.scheduled:
             return self.verdict(HELD, "not due yet", delay_s=min(due - now, MAX_RETRY_DELAY_S))
         if self.time_left_s is not None and self.time_left_s < self.options.timeout_s:
-            return self.verdict(
-                HELD,
-                f"{self.time_left_s:.0f} s left in this invocation, under the job's {self.options.timeout_s:g} s"
-                " timeout: not started",
-                delay_s=0.0,
+            if self.work_total_s is None or self.options.timeout_s <= self.work_total_s:
+                return self.verdict(
+                    HELD,
+                    f"{self.time_left_s:.0f} s left in this invocation, under the job's {self.options.timeout_s:g} s"
+                    " timeout: not started, handed to the next invocation",
+                    delay_s=0.0,
+                    hand_over=True,
+                )
+            # Not even a fresh invocation has that long (only a time-compressed local stack: on AWS `@job` refuses a
+            # timeout the process function cannot fit): holding would hold forever, so it runs.
+            logger.warning(
+                "the job's timeout is longer than this function's invocations; running it anyway",
+                extra={"timeout_s": self.options.timeout_s, "invocation_work_s": round(self.work_total_s, 1)},
             )
         if self.store is None:
             attempt = self.envelope.attempt + (self.receive_count if self.fifo else 1)

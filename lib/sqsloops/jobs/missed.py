@@ -19,23 +19,38 @@ up the same way whatever its cause: a disabled schedule (the sweep leaves a paus
 policy after it is resumed), or ticks that failed delivery and went to the schedules' DLQ (no row, no tick).
 
 One bad job never stops the sweep: its error is reported in its `JobSweep` and the next job is swept.
+
+The restart function sweeps every minute from the job catalog (`sweep_catalog`): it imports no user code, so a cron
+job is known there by its catalog entry (expression, zone, policy, window: `jobs apply` writes them), enqueued by
+name. Tests and the eager mode may sweep declared functions; both become a `CronJob`, and one path sweeps them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol, cast
 
 from botocore.exceptions import ClientError
 
 from sqsloops.clock import SYSTEM_CLOCK, Clock
-from sqsloops.jobs.cron import MissedPolicy, fire_times_between, plan_missed, tick_job_id
-from sqsloops.jobs.definition import JobFunction
+from sqsloops.errors import ConfigError
+from sqsloops.jobs.catalog import CatalogEntry, read_catalog
+from sqsloops.jobs.cron import (
+    CronExpression,
+    MissedPolicy,
+    check_missed_policy,
+    check_timezone,
+    fire_times_between,
+    plan_missed,
+    tick_job_id,
+)
+from sqsloops.jobs.definition import DEFAULT_CATCH_UP_WINDOW_S, JobFunction
 from sqsloops.log import logger
 
 if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_scheduler import EventBridgeSchedulerClient
 
     from sqsloops.jobs.store import JobStore
@@ -66,17 +81,36 @@ class CronJob:
     target: JobFunction[..., Any] | str
 
     @classmethod
-    def of(cls, fn: JobFunction[..., Any]) -> CronJob:
-        options = fn.options
+    def of(cls, item: CronJob | JobFunction[..., Any] | CatalogEntry) -> CronJob:
+        """A declared job (enqueued as itself) or a catalog entry (enqueued by name, its fields checked here: a
+        catalog written by another sqsloops version may hold what this one cannot sweep); ConfigError if not cron."""
+        if isinstance(item, CronJob):
+            return item
+        if isinstance(item, CatalogEntry):
+            if item.cron is None:
+                raise ConfigError(f"catalog entry {item.job!r} has no cron schedule")
+            CronExpression.parse(item.cron)
+            check_timezone(item.tz or "")
+            missed = check_missed_policy(item.missed or "")
+            window_s = item.catch_up_window_s
+            return cls(
+                name=item.job,
+                expression=item.cron,
+                tz=cast(str, item.tz),
+                missed=missed,
+                catch_up_window_s=float(DEFAULT_CATCH_UP_WINDOW_S if window_s is None else window_s),
+                target=item.job,
+            )
+        options = item.options
         if options.cron is None:
-            raise ValueError(f"job {fn.name!r} has no cron schedule")
+            raise ConfigError(f"job {item.name!r} has no cron schedule")
         return cls(
-            name=fn.name,
+            name=item.name,
             expression=options.cron.source,
             tz=options.tz,
             missed=options.missed,
             catch_up_window_s=options.catch_up_window_s,
-            target=fn,
+            target=item,
         )
 
 
@@ -108,7 +142,7 @@ class JobSweep:
 
 
 def sweep_missed(
-    jobs: Iterable[CronJob | JobFunction[..., Any]],
+    jobs: Iterable[CronJob | JobFunction[..., Any] | CatalogEntry],
     *,
     store: JobStore,
     client: Enqueuer,
@@ -126,14 +160,67 @@ def sweep_missed(
     sweeper = _Sweeper(store, client, clock, scheduler, schedule_group, grace_s, lookback_s)
     results: list[JobSweep] = []
     for item in jobs:
-        result = JobSweep(item.name)
+        result = JobSweep(item.job if isinstance(item, CatalogEntry) else item.name)
         try:
-            sweeper.sweep(item if isinstance(item, CronJob) else CronJob.of(item), result)
-        except Exception as exc:  # one bad job (a throttled table, a bad declaration) never stops the others
+            sweeper.sweep(CronJob.of(item), result)
+        except Exception as exc:  # one bad job (a throttled table, a bad declaration or entry) never stops the others
             result.state, result.error = "error", f"{type(exc).__name__}: {exc}"
-            logger.warning("missed-run sweep failed for a job", extra={"job": item.name, "error": result.error})
+            logger.warning("missed-run sweep failed for a job", extra={"job": result.job, "error": result.error})
         results.append(result)
     return results
+
+
+@dataclass
+class CatalogSweep:
+    """One sweep of the catalog's cron jobs (what the restart function returns under "missed_runs")."""
+
+    jobs: list[JobSweep] = field(default_factory=list)
+    error: str | None = None  # the catalog could not be read, or the sweep could not start: no job was swept
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "jobs": [job.as_dict() for job in self.jobs],
+            "enqueued": sum(len(job.enqueued) for job in self.jobs),
+            "skipped": sum(len(job.skipped) for job in self.jobs),
+            "errors": sum(job.state == "error" for job in self.jobs),
+            **({"error": self.error} if self.error else {}),
+        }
+
+
+def sweep_catalog(
+    *,
+    dynamodb: DynamoDBClient,
+    table_name: str,
+    store: JobStore,
+    client: Callable[[], Enqueuer],
+    clock: Clock = SYSTEM_CLOCK,
+    scheduler: EventBridgeSchedulerClient | None = None,
+    schedule_group: str = "",
+    grace_s: float = DEFAULT_GRACE_S,
+    lookback_s: float = DEFAULT_LOOKBACK_S,
+) -> CatalogSweep:
+    """Sweep every cron job of the catalog (read once, strongly consistent). `client` is called only when there is
+    a cron job to sweep (a stack without one needs no enqueuer). Never raises: a failure is logged and reported."""
+    summary = CatalogSweep()
+    try:
+        catalog = read_catalog(dynamodb, table_name=table_name)
+        entries = [catalog.entries[name] for name in sorted(catalog.entries) if catalog.entries[name].cron]
+        if entries:
+            summary.jobs = sweep_missed(
+                entries,
+                store=store,
+                client=client(),
+                clock=clock,
+                scheduler=scheduler,
+                schedule_group=schedule_group,
+                grace_s=grace_s,
+                lookback_s=lookback_s,
+            )
+    except Exception as exc:  # the catalog unreadable, the client not buildable: reported, the caller goes on
+        summary.error = f"{type(exc).__name__}: {exc}"
+        logger.exception("missed-run sweep of the catalog failed", extra={"error": summary.error})
+    logger.info("missed-run sweep done", extra=summary.as_dict())
+    return summary
 
 
 @dataclass(frozen=True)

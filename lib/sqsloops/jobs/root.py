@@ -1,8 +1,8 @@
 """The composition root of a function that runs or enqueues jobs: the core Root plus the job layer's collaborators.
 
 The core root (sqsloops.root) knows nothing of jobs, so arrows keep pointing down (jobs -> core): the process
-function, the jobs API and the operator tools (OpsRoot) build a JobsRoot; the scale and restart functions, which
-never touch a job, build the core Root.
+function, the jobs API, the restart function (for the missed-run sweep of cron jobs) and the operator tools
+(OpsRoot) build a JobsRoot; the scale functions, which never touch a job, build the core Root.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from sqsloops.errors import ConfigError
 from sqsloops.handlers import JOBS
 from sqsloops.jobs.catalog import CatalogReader
 from sqsloops.jobs.client import JobClient
+from sqsloops.jobs.missed import CatalogSweep, sweep_catalog
 from sqsloops.jobs.runner import JobsKind
 from sqsloops.jobs.store import JobStore
 from sqsloops.root import Root
@@ -65,3 +66,19 @@ class JobsRoot(Root):
         """The core kinds, and the job runner (`jobs:`), which asks for the Jobs table only when it runs a job."""
         jobs = JobsKind(sqs=self.sqs, store=lambda: self.job_store, clock=self.clock)
         return {**super().handler_kinds(), JOBS: jobs}
+
+    def sweep_missed_runs(self) -> CatalogSweep | None:
+        """The missed-run sweep of the catalog's cron jobs (jobs/missed.py), with the stack's schedule group, so a
+        disabled schedule is left alone; None when the stack has no Jobs table. Never raises."""
+        store = self.job_store
+        if store is None:
+            return None
+        return sweep_catalog(
+            dynamodb=self.clients.dynamodb,
+            table_name=self.settings.jobs_table,
+            store=store,
+            client=lambda: self.job_client,
+            clock=self.clock,
+            scheduler=self.clients.scheduler if self.settings.schedule_group else None,
+            schedule_group=self.settings.schedule_group,
+        )

@@ -28,11 +28,13 @@ from datetime import UTC, datetime
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+from sqsloops.budget import WorkBudget, current_budget
 from sqsloops.clock import SYSTEM_CLOCK, Clock
 from sqsloops.dispatch import Failure, Outcome, Record
 from sqsloops.errors import HandlerError
 from sqsloops.handlers import check_jobs_target
 from sqsloops.jobs.definition import JobFunction, jobs_in
+from sqsloops.jobs.entry import ENTRY_ATTRIBUTES, bare_message
 from sqsloops.jobs.execution import (
     DEAD_ACTION,
     HELD,
@@ -188,12 +190,15 @@ class JobsDispatcher:
     def _one(self, record: Record, metrics: JobMetrics | None) -> Outcome:
         message_id = record["messageId"]
         try:
+            budget = current_budget()
             verdict = self.executor.run(
                 record.get("body", ""),
                 receive_count=_receive_count(record),
                 fifo=self._fifo,
-                time_left_s=self._time_left_s() if self._time_left_s is not None else None,
+                time_left_s=self._time_left_s() if self._time_left_s is not None else _left_s(budget),
+                work_total_s=budget.total_s if budget is not None else None,
                 metrics=metrics,
+                entry=bare_message(record),
             )
         except Exception as exc:  # a bug in the runner: the message is retried with the queue's backoff
             logger.exception("job runner raised", extra={"message_id": message_id})
@@ -207,7 +212,9 @@ class JobsDispatcher:
         if verdict.action == DEAD_ACTION:
             return Outcome(failed=(Failure(message_id, reason, dead=True),))
         if verdict.action == HELD:
-            return Outcome(failed=(Failure(message_id, reason, retry_in_s=verdict.delay_s),))
+            return Outcome(
+                failed=(Failure(message_id, reason, retry_in_s=verdict.delay_s),), hand_over=verdict.hand_over
+            )
         if verdict.action == RETRY:
             delay_s = verdict.delay_s or 0.0
             if verdict.tracked or self._fifo or not self._resend(record, verdict, delay_s):
@@ -224,7 +231,12 @@ class JobsDispatcher:
             "MessageBody": copy.to_json(),
             "DelaySeconds": min(MAX_DELAY_SECONDS, math.ceil(delay_s)),
         }
-        attributes = sendable_attributes(record.get("messageAttributes", {}))
+        # The copy is an envelope: the entry topic's attributes (jobs/entry.py) would make it read as a bare message.
+        attributes = {
+            name: value
+            for name, value in sendable_attributes(record.get("messageAttributes", {})).items()
+            if name not in ENTRY_ATTRIBUTES
+        }
         if attributes:
             request["MessageAttributes"] = attributes
         try:
@@ -236,6 +248,10 @@ class JobsDispatcher:
             )
             return False
         return True
+
+
+def _left_s(budget: WorkBudget | None) -> float | None:
+    return budget.left_s() if budget is not None else None
 
 
 def _receive_count(record: Record) -> int:

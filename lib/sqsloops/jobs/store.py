@@ -31,7 +31,7 @@ import itertools
 import json
 import math
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, cast
@@ -71,11 +71,16 @@ _MAX_PK_BYTES = 2048  # DynamoDB's limit on a partition key
 _TRUNCATED = "...[truncated from {size} bytes]"
 
 # The states each write may start from: a subset of jobs/states.py's table, checked at import below.
+RECEIPT_ATTRIBUTES = ("receipt_deadline", "receipt_queue_url", "receipt_handle", "receipt")
 _REDRIVE_FROM = frozenset({DEAD, QUEUED})  # queued too, so a redrive run twice changes nothing
 if not _REDRIVE_FROM.issubset(sources(QUEUED)):  # pragma: no cover - a guard on the states table
     raise AssertionError("redrive must follow the transition table")
 
 _WRITE_ERRORS = ("ConditionalCheckFailedException",)
+BATCH_WRITE_MAX = 25  # DynamoDB BatchWriteItem's limit per request
+BATCH_WRITE_ATTEMPTS = 6  # the first request and five resends of what DynamoDB left unprocessed
+BATCH_WRITE_FIRST_PAUSE_S = 0.05
+BATCH_WRITE_MAX_PAUSE_S = 1.0
 
 
 class JobNotFoundError(SqsloopsError):
@@ -84,6 +89,14 @@ class JobNotFoundError(SqsloopsError):
     def __init__(self, job_id: str) -> None:
         super().__init__(f"no such job: {job_id}")
         self.job_id = job_id
+
+
+class UnprocessedWritesError(SqsloopsError):
+    """DynamoDB kept leaving rows of a batch unprocessed (throttling): those jobs are not sent."""
+
+    def __init__(self, count: int) -> None:
+        super().__init__(f"{count} job row(s) left unprocessed by DynamoDB after retries (throttled); not sent")
+        self.count = count
 
 
 class NotCancellableError(SqsloopsError):
@@ -124,6 +137,17 @@ class JobRecord:
     key: str | None = None  # a unique job's rendered key
     schedule_name: str | None = None  # the Scheduler schedule that delivers a scheduled job
     expires_at: int = 0  # DynamoDB TTL: epoch seconds
+    # An http: job whose endpoint answered 202 Accepted waits, `running`, for its receipt (jobs/http.py): until
+    # receipt_deadline; the message's queue and latest receipt handle, so the receipt route can make it visible;
+    # `receipt` is "failed" once a failed receipt came (a succeeded one moves the row to succeeded at once).
+    receipt_deadline: float | None = None
+    receipt_queue_url: str | None = None
+    receipt_handle: str | None = None
+    receipt: str | None = None
+
+    @property
+    def waiting_for_receipt(self) -> bool:
+        return self.state is RUNNING and self.receipt_deadline is not None
 
     @property
     def final(self) -> bool:
@@ -155,6 +179,10 @@ class JobRecord:
             "key": self.key,
             "schedule_name": self.schedule_name,
             schema.TTL_ATTRIBUTE: self.expires_at,
+            "receipt_deadline": self.receipt_deadline,
+            "receipt_queue_url": self.receipt_queue_url,
+            "receipt_handle": self.receipt_handle,
+            "receipt": self.receipt,
         }
         return {name: _attr(value) for name, value in values.items() if value is not None}
 
@@ -179,6 +207,10 @@ class JobRecord:
             key=_str(item, "key"),
             schedule_name=_str(item, "schedule_name"),
             expires_at=_int(item, schema.TTL_ATTRIBUTE) or 0,
+            receipt_deadline=_float(item, "receipt_deadline"),
+            receipt_queue_url=_str(item, "receipt_queue_url"),
+            receipt_handle=_str(item, "receipt_handle"),
+            receipt=_str(item, "receipt"),
         )
 
 
@@ -273,24 +305,17 @@ class JobStore:
         A duplicate id is how a repeated enqueue (same explicit id, a cron tick delivered twice) stays one job; the
         caller reads the existing row with get(). A row past its own expires_at counts as gone (TTL deletes late).
         """
-        _check_id(job_id)
-        _check_job(job)
-        initial = JobState(state)
-        if initial not in INITIAL:
-            raise ConfigError(f"a job starts queued or scheduled, not {initial.value}")
-        if initial is SCHEDULED and run_at is None:
-            raise ConfigError("a scheduled job needs run_at")
         now = self._clock.now()
-        record = JobRecord(
-            id=job_id,
-            job=job,
-            state=initial,
+        record = self.new_record(
+            job_id,
+            job,
+            state=state,
             enqueued_at=enqueued_at,
             run_at=run_at,
-            updated_at=now,
             key=key,
+            ttl_s=ttl_s,
             schedule_name=schedule_name,
-            expires_at=self._expires_at(now, ttl_s, due_at=run_at),
+            now=now,
         )
         write_id = uuid.uuid4().hex
         try:
@@ -307,6 +332,62 @@ class JobStore:
                 raise
             return _write_id(_old_item(exc)) == write_id  # ours, when a retry followed a lost response
         return True
+
+    def new_record(
+        self,
+        job_id: str,
+        job: str,
+        *,
+        state: JobState | str = QUEUED,
+        enqueued_at: float,
+        run_at: float | None = None,
+        key: str | None = None,
+        ttl_s: float | None = None,
+        schedule_name: str | None = None,
+        now: float | None = None,
+    ) -> JobRecord:
+        """A new job's row as `create` writes it (checked, not written): for `create_many`."""
+        _check_id(job_id)
+        _check_job(job)
+        initial = JobState(state)
+        if initial not in INITIAL:
+            raise ConfigError(f"a job starts queued or scheduled, not {initial.value}")
+        if initial is SCHEDULED and run_at is None:
+            raise ConfigError("a scheduled job needs run_at")
+        now = self._clock.now() if now is None else now
+        return JobRecord(
+            id=job_id,
+            job=job,
+            state=initial,
+            enqueued_at=enqueued_at,
+            run_at=run_at,
+            updated_at=now,
+            key=key,
+            schedule_name=schedule_name,
+            expires_at=self._expires_at(now, ttl_s, due_at=run_at),
+        )
+
+    def create_many(self, records: Sequence[JobRecord]) -> None:
+        """Write new rows in BatchWriteItem requests of 25, unconditionally: only for ids nobody else can hold (the
+        client's own fresh ids, never a caller's id or a cron tick's), where `create`'s condition is moot. One request
+        per 25 jobs instead of one each. Unprocessed items are sent again with backoff; what still is not written
+        after that raises (the caller sends none of those jobs)."""
+        for start in range(0, len(records), BATCH_WRITE_MAX):
+            requests: list[Any] = [
+                {"PutRequest": {"Item": {**r.to_item(), "write_id": {"S": uuid.uuid4().hex}}}}
+                for r in records[start : start + BATCH_WRITE_MAX]
+            ]
+            for attempt in range(BATCH_WRITE_ATTEMPTS):
+                if attempt:
+                    self._clock.sleep(min(BATCH_WRITE_MAX_PAUSE_S, BATCH_WRITE_FIRST_PAUSE_S * 2 ** (attempt - 1)))
+                unprocessed = self._ddb.batch_write_item(RequestItems={self._table: requests}).get(
+                    "UnprocessedItems", {}
+                )
+                requests = list(unprocessed.get(self._table, []))
+                if not requests:
+                    break
+            else:
+                raise UnprocessedWritesError(len(requests))
 
     def get(self, job_id: str, *, consistent: bool = True) -> JobRecord | None:
         """A job's row; None if there is none."""
@@ -343,6 +424,8 @@ class JobStore:
         self._set_state(write, RUNNING, now, ttl_s=ttl_s)
         write.set("attempts", attempt)
         write.set("started_at", now)
+        for name in RECEIPT_ATTRIBUTES:  # a new attempt waits for no earlier attempt's receipt
+            write.remove(name)
         if enqueued_at is not None:
             write.set_if_absent("enqueued_at", enqueued_at)
         condition = (
@@ -362,7 +445,7 @@ class JobStore:
         return self._transition(job_id, RUNNING, write, condition, why)
 
     def mark_succeeded(
-        self, job_id: str, *, result_json: str | None, ttl_s: float | None = None
+        self, job_id: str, *, result_json: str | None, ttl_s: float | None = None, attempt: int | None = None
     ) -> JobRecord | Refused:
         """A running job returned: keep its result (JSON text; over MAX_RESULT_BYTES only its size is kept).
 
@@ -387,7 +470,12 @@ class JobStore:
             else:
                 write.remove("result")
                 write.set("result_truncated", True)
-        return self._transition(job_id, SUCCEEDED, write, self._from_states(write, SUCCEEDED), _state_refusal)
+        condition = self._from_states(write, SUCCEEDED)
+        if attempt is not None:  # a receipt names the attempt it reports on (jobs/http.py)
+            condition += f" AND {write.name('attempts')} = {write.value(attempt)}"
+        for name in ("receipt_deadline", "receipt_handle", "receipt_queue_url"):
+            write.remove(name)
+        return self._transition(job_id, SUCCEEDED, write, condition, _state_refusal)
 
     def mark_retrying(
         self,
@@ -434,6 +522,89 @@ class JobStore:
         write.remove("run_at")
         condition = f"{self._from_states(write, DEAD)} AND {write.name('attempts')} <= {write.value(attempts)}"
         return self._transition(job_id, DEAD, write, condition, _attempts_refusal(DEAD, attempts))
+
+    # -- http: jobs (jobs/http.py): waiting for a receipt, and handing a start back -------------------------------
+
+    def wait_for_receipt(
+        self, job_id: str, *, attempt: int, deadline: float, queue_url: str, receipt_handle: str
+    ) -> JobRecord | Refused:
+        """Attempt `attempt` was accepted (202) and runs elsewhere: it stays running until `deadline`.
+
+        Refused when the row moved on (a receipt came first: succeeded, or `receipt` set; another attempt started).
+        """
+        _check_id(job_id)
+        now = self._clock.now()
+        write = _Write()
+        write.set("updated_at", now)
+        write.set("receipt_deadline", deadline)
+        write.set("receipt_queue_url", queue_url)
+        write.set("receipt_handle", receipt_handle)
+        write.set(schema.TTL_ATTRIBUTE, self._expires_at(now, None, due_at=deadline))
+        write.set("write_id", uuid.uuid4().hex)
+        condition = (
+            f"{write.state_in([RUNNING])} AND {write.name('attempts')} = {write.value(attempt)}"
+            f" AND attribute_not_exists({write.name('receipt')})"
+        )
+        return self._transition(job_id, RUNNING, write, condition, _attempt_refusal(attempt))
+
+    def renew_receipt_handle(self, job_id: str, *, attempt: int, receipt_handle: str) -> JobRecord | Refused:
+        """A waiting job's message was received again: keep the newest handle (the old one no longer works)."""
+        _check_id(job_id)
+        write = _Write()
+        write.set("receipt_handle", receipt_handle)
+        write.set("write_id", uuid.uuid4().hex)
+        condition = (
+            f"{write.state_in([RUNNING])} AND {write.name('attempts')} = {write.value(attempt)}"
+            f" AND attribute_exists({write.name('receipt_deadline')})"
+        )
+        return self._transition(job_id, RUNNING, write, condition, _attempt_refusal(attempt))
+
+    def record_receipt(
+        self,
+        job_id: str,
+        *,
+        succeeded: bool,
+        result_json: str | None = None,
+        error: str | None = None,
+        attempt: int | None = None,
+        ttl_s: float | None = None,
+    ) -> JobRecord | Refused:
+        """The web app's receipt for a running http: job (attempt `attempt`, or the current one when None).
+
+        succeeded: the row becomes succeeded with its result, as mark_succeeded. failed: the row stays running with
+        `receipt` = "failed" and the error; the loop that next sees the message applies the retry policy (it holds
+        the job's options). Refused when the job is not running (already settled, cancelled) or on another attempt.
+        """
+        if succeeded:
+            return self.mark_succeeded(job_id, result_json=result_json, ttl_s=ttl_s, attempt=attempt)
+        _check_id(job_id)
+        now = self._clock.now()
+        write = _Write()
+        write.set("updated_at", now)
+        write.set("receipt", "failed")
+        write.set("last_error", cap_head(error or "the web app reported a failure", MAX_ERROR_BYTES))
+        write.set("write_id", uuid.uuid4().hex)
+        condition = write.state_in([RUNNING])
+        if attempt is not None:
+            condition += f" AND {write.name('attempts')} = {write.value(attempt)}"
+        return self._transition(job_id, RUNNING, write, condition, _state_refusal)
+
+    def hand_back(self, job_id: str, *, attempt: int, error: str, next_run_at: float) -> JobRecord | Refused:
+        """Attempt `attempt` was marked running but did not run (an http: endpoint answered 429/408, or the request
+        could not be sent): retrying again, with the attempt given back (attempts = attempt - 1). Only from that
+        very attempt, so a hand-back never undoes another runner's start."""
+        _check_id(job_id)
+        _check_count("attempt", attempt)
+        now = self._clock.now()
+        write = _Write()
+        self._set_state(write, RETRYING, now, ttl_s=None, due_at=next_run_at)
+        write.set("attempts", max(0, attempt - 1))
+        write.set("last_error", cap_head(error, MAX_ERROR_BYTES))
+        write.set("run_at", next_run_at)
+        for name in RECEIPT_ATTRIBUTES:
+            write.remove(name)
+        condition = f"{write.state_in([RUNNING])} AND {write.name('attempts')} = {write.value(attempt)}"
+        return self._transition(job_id, RETRYING, write, condition, _attempt_refusal(attempt))
 
     def cancel(self, job_id: str, *, ttl_s: float | None = None) -> JobRecord:
         """Cancel a job that has not started (scheduled, queued) or waits for its next attempt (retrying).
@@ -679,6 +850,36 @@ class JobStore:
         records = [JobRecord.from_item(item) for _, _, item in taken]
         return records, _encode_token(job, following) if following else None
 
+    def count(self, job: str, state: JobState | str, *, cap: int = MAX_LIST_LIMIT) -> int:
+        """How many of a job's rows are in `state`, at most `cap` (the dashboard shows "cap+" past it).
+
+        Queries the state's partition of the index with Select COUNT: no item comes back, but each page still reads
+        up to 1 MB of the index, so the cap bounds what a count may cost.
+        """
+        _check_job(job)
+        _check_limit(cap)
+        names = {"#job": schema.INDEX_PK, "#sk": schema.INDEX_SK}
+        values = {":job": _attr(job), ":state": _attr(schema.state_sort_prefix(JobState(state)))}
+        counted = 0
+        start_key: dict[str, Any] | None = None
+        while counted < cap:
+            options: dict[str, Any] = {"ExclusiveStartKey": start_key} if start_key else {}
+            page = self._ddb.query(
+                TableName=self._table,
+                IndexName=schema.INDEX_NAME,
+                KeyConditionExpression="#job = :job AND begins_with(#sk, :state)",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+                Select="COUNT",
+                Limit=cap - counted,
+                **options,
+            )
+            counted += int(page.get("Count", 0))
+            start_key = cast(dict[str, Any] | None, page.get("LastEvaluatedKey"))
+            if start_key is None:
+                break
+        return min(counted, cap)
+
     # --- helpers ----------------------------------------------------------------------------------------------
 
     def _expires_at(self, now: float, ttl_s: float | None, *, due_at: float | None = None) -> int:
@@ -838,6 +1039,19 @@ class _ConflictError(Exception):
 
 def _state_refusal(current: JobRecord | None) -> str:
     return "no such job" if current is None else f"job is {current.state.value}"
+
+
+def _attempt_refusal(attempt: int) -> _Why:
+    def why(current: JobRecord | None) -> str:
+        if current is None:
+            return "no such job"
+        if current.state is not RUNNING:
+            return f"job is {current.state.value}"
+        if current.attempts != attempt:
+            return f"attempt {attempt} is not the current one ({current.attempts})"
+        return "a receipt came already" if current.receipt else "the job is not waiting for a receipt"
+
+    return why
 
 
 def _attempts_refusal(target: JobState, attempts: int) -> _Why:

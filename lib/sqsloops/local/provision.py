@@ -2,7 +2,7 @@
 
 Steps: zip each function's CodeUri and each layer's ContentUri, upload them to moto's S3 and point the template at
 them; translate SAM to CloudFormation offline (samtranslator, with a managed-policy loader that never calls IAM);
-`create_stack`; then, by API, what moto 5.2.5 ignores or drops: SNS subscriptions and topic policies, CloudWatch
+`create_stack`; then, by API, what moto 5.2.5 ignores or drops: SNS subscriptions, topic and queue policies, CloudWatch
 alarms, Lambda EventInvokeConfig, function layers (and string environment values), reserved concurrency, DynamoDB
 TTL.
 
@@ -71,6 +71,7 @@ COMPLETED_TYPES = (
     "AWS::CloudWatch::Alarm",
     "AWS::Lambda::EventInvokeConfig",
     "AWS::Scheduler::ScheduleGroup",
+    "AWS::SQS::QueuePolicy",
 )
 _SKIPPED_FILES = {"__pycache__", ".pytest_cache", ".mypy_cache"}
 # A layer directory holding this file ships only what it lists (the same file lib/Makefile reads for sam build).
@@ -370,6 +371,7 @@ class _Completion:
             "AWS::DynamoDB::Table": self._table,
             "AWS::Lambda::EventInvokeConfig": self._event_invoke_config,
             "AWS::SNS::TopicPolicy": self._topic_policy,
+            "AWS::SQS::QueuePolicy": self._queue_policy,
             "AWS::SNS::Subscription": self._subscription,
             "AWS::CloudWatch::Alarm": self._alarm,
             "AWS::Scheduler::ScheduleGroup": self._schedule_group,
@@ -447,6 +449,13 @@ class _Completion:
         sns = self.client("sns")
         for topic_arn in properties["Topics"]:
             sns.set_topic_attributes(TopicArn=topic_arn, AttributeName="Policy", AttributeValue=policy)
+
+    def _queue_policy(self, logical_id: str, properties: dict[str, Any]) -> None:
+        """A queue policy (the Unroutable queue's: the entry topic may deliver to it); `Queues` are queue URLs."""
+        policy = json.dumps(properties["PolicyDocument"])
+        sqs = self.client("sqs")
+        for queue_url in properties["Queues"]:
+            sqs.set_queue_attributes(QueueUrl=str(queue_url), Attributes={"Policy": policy})
 
     def _subscription(self, logical_id: str, properties: dict[str, Any]) -> None:
         attributes: dict[str, str] = {}

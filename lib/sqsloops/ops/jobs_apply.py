@@ -42,7 +42,9 @@ from sqsloops.jobs.catalog import Catalog, CatalogEntry, read_catalog, write_cat
 from sqsloops.jobs.definition import DLQ_SUFFIX, FIFO_SUFFIX, VISIBILITY_PER_TIMEOUT, JobFunction, jobs_in
 from sqsloops.jobs.envelope import ENVELOPE_VERSION
 from sqsloops.log import logger
+from sqsloops.ops import job_alarms
 from sqsloops.ops.alarms import alarm_matches, alarm_steps
+from sqsloops.ops.jobs_entry import FILTER_COMBINATIONS_MAX, EntryRoutes, RouteTarget
 from sqsloops.queues import queue_depth, queue_missing
 from sqsloops.registry import QueueConfig
 from sqsloops.settings import FIELD_BY_ATTR, Settings
@@ -51,12 +53,13 @@ if TYPE_CHECKING:
     from mypy_boto3_cloudwatch import CloudWatchClient
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_scheduler import EventBridgeSchedulerClient
+    from mypy_boto3_sns import SNSClient
     from mypy_boto3_sqs import SQSClient
 
     from sqsloops.ops.registration import QueueAdmin
 
-Action = Literal["create", "update", "unchanged", "delete", "replace", "blocked"]
-CHANGES: frozenset[str] = frozenset({"create", "update", "delete", "replace"})
+Action = Literal["create", "update", "unchanged", "delete", "replace", "blocked", "prune"]
+CHANGES: frozenset[str] = frozenset({"create", "update", "delete", "replace", "prune"})
 
 SQS_MAX_QUEUE_NAME_LEN = 80
 # SQS counts every receive, including messages handed back for a limit or lost with a dead loop: this only catches
@@ -202,6 +205,8 @@ class JobsApply:
         cloudwatch: CloudWatchClient,
         scheduler: EventBridgeSchedulerClient,
         dynamodb: DynamoDBClient,
+        sns: SNSClient | None = None,
+        entry_cap: int = FILTER_COMBINATIONS_MAX,
     ) -> None:
         self._settings = settings
         self._admin = admin
@@ -209,6 +214,12 @@ class JobsApply:
         self._cw = cloudwatch
         self._scheduler = scheduler
         self._ddb = dynamodb
+        # The entry topic's subscriptions (ops/jobs_entry.py), when the stack has one.
+        self._entry = (
+            EntryRoutes(settings=settings, sns=sns, sqs=sqs, admin=admin, cap=entry_cap)
+            if sns is not None and settings.entry_topic_arn
+            else None
+        )
 
     @classmethod
     def for_root(cls, root: Any) -> JobsApply:
@@ -221,6 +232,7 @@ class JobsApply:
             cloudwatch=clients.cloudwatch,
             scheduler=clients.scheduler,
             dynamodb=clients.dynamodb,
+            sns=clients.sns,
         )
 
     # --- planning ---------------------------------------------------------------------------------------------
@@ -246,6 +258,7 @@ class JobsApply:
         ours = self._our_entries(catalog, module_name, jobs)
         removed = sorted(set(ours) - set(jobs))
         steps += self._schedule_steps(jobs, queues, known, removed if prune else [])
+        steps += self._failure_alarm_steps(jobs, removed if prune else [])
         wanted_queue_names = {queue.name for queue in queues.values()}
         if prune:
             for name in removed:
@@ -258,6 +271,11 @@ class JobsApply:
                 if config.handler == f"{JOBS}:{module_name}" and queue_name not in wanted_queue_names:
                     retire.setdefault(queue_name, f"no job of {module_name} uses it")
         steps.append(self._catalog_step(catalog, jobs, queues, known, drop=removed if prune else []))
+        if self._entry is not None:
+            targets = [RouteTarget(q.name, known[q.name], [fn.name for fn in q.jobs], q.fifo) for q in queues.values()]
+            steps += self._entry.steps(
+                targets, catalog=catalog.entries, dropped=removed if prune else [], retiring=retire, warnings=warnings
+            )
         if removed and not prune:
             warnings.append(
                 f"job(s) {', '.join(removed)} are no longer in {module_name}: kept (pass --prune to remove them)"
@@ -494,6 +512,49 @@ class JobsApply:
         if alarm_matches(have, spec):
             return Step("unchanged", "dlq-alarm", name)
         return Step("update", "dlq-alarm", name, run=put)
+
+    def _failure_alarm_steps(self, jobs: Mapping[str, JobFunction[..., Any]], pruned: Iterable[str]) -> list[Step]:
+        """Per job, its failure-rate alarm (ops/job_alarms.py) -> Alerts topic; deleted when the job turns it off
+        (failure_alarm=None) or is pruned."""
+        stack, topic = self._settings.stack_name, self._settings.alerts_topic_arn
+        wanted = {name: fn.options.failure_alarm for name, fn in jobs.items()}
+        names = {job: job_alarms.alarm_name(stack, job) for job in sorted({*wanted, *pruned})}
+        found = {
+            alarm["AlarmName"]: alarm
+            for start in range(0, len(names), 100)  # DescribeAlarms takes at most 100 names
+            for alarm in self._cw.describe_alarms(AlarmNames=list(names.values())[start : start + 100]).get(
+                "MetricAlarms", []
+            )
+        }
+        steps: list[Step] = []
+        for job, name in names.items():
+            threshold = wanted.get(job)
+            if threshold is None:
+                if name in found:
+                    why = "pruned" if job not in wanted else "failure_alarm=None"
+                    steps.append(Step("delete", "failure-alarm", name, why, run=self._delete_alarm(name)))
+                continue
+            spec = job_alarms.alarm_spec(stack=stack, job=job, threshold=threshold, topic_arn=topic)
+            detail = f"> {threshold:.0%} of attempts failed -> Alerts topic"
+            if name not in found:
+                steps.append(Step("create", "failure-alarm", name, detail, run=self._put_alarm(spec)))
+            elif job_alarms.alarm_spec_matches(found[name], spec):
+                steps.append(Step("unchanged", "failure-alarm", name))
+            else:
+                steps.append(Step("update", "failure-alarm", name, detail, run=self._put_alarm(spec)))
+        return steps
+
+    def _put_alarm(self, spec: dict[str, Any]) -> Callable[[], None]:
+        def run() -> None:
+            self._cw.put_metric_alarm(**spec)
+
+        return run
+
+    def _delete_alarm(self, name: str) -> Callable[[], None]:
+        def run() -> None:
+            self._cw.delete_alarms(AlarmNames=[name])
+
+        return run
 
     # --- schedules and the catalog ----------------------------------------------------------------------------
 

@@ -92,7 +92,7 @@ def test_a_dry_run_plans_and_writes_nothing(stack: JobStack, write_counter: Writ
     with write_counter.on() as writes:
         plan = stack.plan()
     assert writes == []
-    assert len(plan.changes) == len(plan.steps) == 22
+    assert len(plan.changes) == len(plan.steps) == 26  # 22, and a failure-rate alarm per job
     assert stack.queue_names() == [f"{STACK}-schedules-dlq"]
 
 
@@ -133,6 +133,7 @@ def test_a_removed_job_is_kept_without_prune_and_removed_with_it(stack: JobStack
         ("update", "catalog"),
         ("delete", "registration"),
         ("delete", "dlq-alarm"),
+        ("delete", "failure-alarm"),
         ("delete", "queue"),
         ("delete", "dlq"),
     }

@@ -4,14 +4,16 @@ there too (below botocore's retries, so what is tested is the client's own handl
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
+from botocore.awsrequest import AWSResponse
 
 from sqsloops.clock import ManualClock
 from sqsloops.jobs.client import JobCall, JobClient
 from sqsloops.jobs.errors import JobArgsError, UnknownJobError
-from sqsloops.jobs.store import JobStore
+from sqsloops.jobs.store import BATCH_WRITE_ATTEMPTS, JobStore, UnprocessedWritesError
 from tests.conftest import Clients
 from tests.fixtures.loop_kit import throttle
 from tests.functional.jobs.client_kit import GROUP, ROLE_ARN, charge, make_world, send_email
@@ -116,3 +118,69 @@ def test_a_schedule_throttled_for_good_fails_its_item_and_takes_back_its_row(
     assert result.error is not None
     assert "Throttling" in str(result.error)
     assert world.rows() == []
+
+
+def unprocessed(client: Any, *, times: int) -> list[int]:
+    """Answer the next `times` BatchWriteItem calls as DynamoDB does when it throttles a batch: HTTP 200, every item
+    back in UnprocessedItems, nothing written (injected below botocore, on its before-call hook)."""
+    answered: list[int] = []
+
+    def answer(params: dict[str, Any], **_: Any) -> tuple[AWSResponse, dict[str, Any]] | None:
+        if len(answered) >= times:
+            return None
+        requested = json.loads(params["body"])["RequestItems"]  # the serialized request (DynamoDB's JSON protocol)
+        answered.append(sum(len(items) for items in requested.values()))
+        http = AWSResponse("https://injected.invalid", 200, {}, None)  # type: ignore[arg-type]
+        return http, {"UnprocessedItems": requested, "ResponseMetadata": {"HTTPStatusCode": 200}}
+
+    client.meta.events.register("before-call.dynamodb.BatchWriteItem", answer)
+    return answered
+
+
+def test_tracked_jobs_with_ids_of_their_own_get_their_rows_25_a_request(
+    aws: Clients, store: JobStore, clock: ManualClock
+) -> None:
+    # Given 60 tracked jobs with no key and no id of the caller's, and 2 with the caller's id (one repeated)
+    world = make_world(aws, store, clock)
+    batch_writes, puts = count(aws.dynamodb, "dynamodb.BatchWriteItem"), count(aws.dynamodb, "dynamodb.PutItem")
+    calls = [JobCall(send_email, [n]) for n in range(60)]
+    calls += [JobCall(send_email, [1], id="mine"), JobCall(send_email, [1], id="mine")]
+
+    # When they are enqueued at once
+    results = world.client.enqueue_many(calls)
+
+    # Then the 60 rows took ceil(60 / 25) requests; the caller's ids kept their conditional put (a duplicate found)
+    assert all(r.ok for r in results)
+    assert (len(batch_writes), len(puts)) == (3, 2)
+    assert results[-1].handle.duplicate  # type: ignore[union-attr]
+    assert {r.handle.status().state.value for r in results[:60]} == {"queued"}  # type: ignore[union-attr]
+    assert world.queue_count("send_email") == 61
+
+
+def test_rows_dynamodb_leaves_unprocessed_are_sent_again(aws: Clients, store: JobStore, clock: ManualClock) -> None:
+    world = make_world(aws, store, clock)
+    answered = unprocessed(aws.dynamodb, times=2)
+
+    results = world.client.enqueue_many([JobCall(send_email, [n]) for n in range(30)])
+
+    assert [r.error for r in results if not r.ok] == []
+    assert answered == [25, 25]  # the first chunk twice, then its resend and the second chunk went through
+    assert world.queue_count("send_email") == 30
+    assert len([i for i in world.rows() if i["pk"]["S"].startswith("job#")]) == 30
+
+
+def test_rows_dynamodb_keeps_leaving_unprocessed_fail_their_jobs_and_nothing_is_sent(
+    aws: Clients, store: JobStore, clock: ManualClock
+) -> None:
+    # Given DynamoDB throttling every attempt at the first chunk of 25
+    world = make_world(aws, store, clock)
+    unprocessed(aws.dynamodb, times=BATCH_WRITE_ATTEMPTS)
+
+    # When 30 jobs are enqueued
+    results = world.client.enqueue_many([JobCall(send_email, [n]) for n in range(30)])
+
+    # Then the chunk's 25 failed with why and left no message and no row; the other 5 went
+    assert [r.ok for r in results] == [False] * 25 + [True] * 5
+    assert isinstance(results[0].error, UnprocessedWritesError)
+    assert world.queue_count("send_email") == 5
+    assert len([i for i in world.rows() if i["pk"]["S"].startswith("job#")]) == 5

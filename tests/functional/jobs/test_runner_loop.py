@@ -29,6 +29,7 @@ from sqsloops.registry import QueueConfig
 from sqsloops.settings import Settings
 from tests.conftest import Clients
 from tests.conftest import TestQueue as MadeQueue
+from tests.fixtures.fakes import FakeClock
 from tests.fixtures.loop_kit import LogRecords, LoopHarness, capture_logs, throttle
 from tests.functional.jobs.conftest import JOBS_TABLE
 
@@ -36,6 +37,7 @@ HANDLER = f"jobs:{__name__}"
 CALLS: dict[str, list[int]] = defaultdict(list)  # job name -> the attempt number of each call
 SEEN: dict[str, Any] = {}  # what a job observed while it ran
 STORES: list[JobStore] = []  # the test's store, for jobs that look at their own key
+CLOCKS: list[FakeClock] = []  # the loop's clock, for jobs that take time
 
 
 def _called() -> int:
@@ -79,6 +81,13 @@ def fails_twice() -> None:
 def stuck() -> None:
     _called()
     time.sleep(30)
+
+
+@job(timeout="4s")
+def takes_three_seconds() -> str:
+    _called()
+    CLOCKS[0].advance(3)  # the loop's clock: three of the invocation's seconds go by
+    return "done"
 
 
 @job(unique="until_started", key="order-{n}")
@@ -192,11 +201,13 @@ def world(
     store = root.job_store
     assert store is not None
     STORES[:] = [store]
+    CLOCKS[:] = [loops.clock]
     queue = make_queue("jobs", max_receive_count=100)  # a safety net, never the retry policy
     loops.register(queue.url, HANDLER)
     loops.tokens.create(queue.url)
     yield World(aws=aws, loops=loops, store=store, queue=queue, frozen=frozen)
     STORES.clear()
+    CLOCKS.clear()
 
 
 def emf_lines(text: str) -> list[dict[str, Any]]:
@@ -246,6 +257,38 @@ def test_a_job_due_later_is_held_but_its_schedules_delivery_runs_whatever_the_cl
     assert CALLS["add"] == [1]
     assert world.row(early).attempts == 0
     assert world.loops.depth(world.queue.url) == 1
+
+
+def test_a_job_whose_timeout_no_longer_fits_the_invocation_waits_for_the_next_one_without_spending_an_attempt(
+    world: World,
+) -> None:
+    # Given two jobs with a 4 s timeout that take 3 s each, and an invocation with 5 s of work before its reserve
+    first, second = world.send("takes_three_seconds"), world.send("takes_three_seconds")
+
+    # When the loop runs them
+    result = world.run(budget_s=5)
+
+    # Then the first ran; the second was not started with 2 s left (it could overrun the hand-over): no attempt
+    # spent, its message visible again, and the loop handed over at once rather than receive it again and again
+    assert CALLS["takes_three_seconds"] == [1]
+    rows = sorted((world.row(e).state.value, world.row(e).attempts) for e in (first, second))
+    assert rows == [("queued", 0), ("succeeded", 1)]
+    assert (result.batches, result.processed, result.recursed) == (1, 1, True)
+    assert world.loops.visible(world.queue.url) == 1
+    # And the next invocation, with its whole time, runs it on its first attempt
+    world.run(budget_s=5)
+    assert CALLS["takes_three_seconds"] == [1, 1]
+    assert {world.row(e).state for e in (first, second)} == {SUCCEEDED}
+
+
+def test_a_timeout_longer_than_any_invocation_runs_anyway(world: World) -> None:
+    # Given a job whose 60 s timeout no invocation of this (time-compressed) function could fit
+    envelope = world.send("add", 1, 2)
+
+    # When a loop with 5 s of work runs it, it runs (holding it would hold it forever)
+    world.run(budget_s=5)
+
+    assert world.row(envelope).state is SUCCEEDED
 
 
 def test_retry_in_s_sets_the_delay_and_the_next_attempt_succeeds(world: World, logs: LogRecords) -> None:
