@@ -1,8 +1,10 @@
 """Per-job metrics as CloudWatch embedded metric format (Powertools), one EMF line per job name per batch.
 
 Names and the namespace are constants here, so `jobs apply` (the failure-rate alarm per job) reads the same ones.
-Counts are emitted only when non-zero; a failure rate is JobFailed / (JobSucceeded + JobFailed) in metric math,
-with missing data treated as zero.
+Counts are emitted only when non-zero, except the pair a failure rate divides: a line with attempts carries both
+JobSucceeded and JobFailed, zero included, so the failure-rate alarm's JobFailed / (JobSucceeded + JobFailed) has
+both series whenever the job ran (a job that only fails still has a JobSucceeded series of zeros: no metric math
+FILL of a series with no data at all is needed).
 """
 
 from __future__ import annotations
@@ -53,8 +55,12 @@ class JobMetrics:
         for job, tally in sorted(tallies.items()):
             metrics = EphemeralMetrics(namespace=self._namespace, service=SERVICE)
             metrics.add_dimension(DIMENSION, job)
-            for name, count in sorted(tally.counts.items()):
-                if count:
+            counts = dict(tally.counts)
+            if counts.get(SUCCEEDED) or counts.get(FAILED):  # the failure rate's two series, side by side
+                counts.setdefault(SUCCEEDED, 0)
+                counts.setdefault(FAILED, 0)
+            for name, count in sorted(counts.items()):
+                if count or name in (SUCCEEDED, FAILED):
                     metrics.add_metric(name=name, unit=MetricUnit.Count, value=count)
             for name, values in ((DURATION, tally.durations_ms), (START_LATENCY, tally.latencies_ms)):
                 for milliseconds in values[-MAX_VALUES_PER_METRIC:]:

@@ -232,6 +232,7 @@ def test_a_job_runs_once_its_result_and_state_are_stored_and_its_metrics_written
     # And one EMF line for the job carries its count, duration and start latency
     (emf,) = [line for line in emf_lines(capsys.readouterr().out) if line.get("job") == "add"]
     assert emf["JobSucceeded"] == [1.0]
+    assert emf["JobFailed"] == [0.0]  # the failure rate's other series, so the alarm's ratio never lacks one
     assert "JobDurationMs" in emf
     assert "JobStartLatencyMs" in emf
     assert emf["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "sqsloops/jobs"
