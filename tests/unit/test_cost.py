@@ -20,6 +20,7 @@ from sqsloops.ops.cost import (
     Workload,
     compare,
     parse_rate,
+    tracking_cost,
 )
 from sqsloops.ops.prices import PRICES
 
@@ -312,3 +313,17 @@ def test_every_assumption_says_why() -> None:
     for name, value, why in Assumptions().described():
         assert value >= 0, name
         assert len(why) > 10, name
+
+
+def test_tracking_costs_three_write_units_per_job_and_a_weeks_storage_per_million_jobs() -> None:
+    tracking = tracking_cost()
+
+    assert tracking.writes_per_job == 3
+    assert tracking.writes_usd == pytest.approx(3 * 0.625)  # $0.625 per million write units
+    # a million 1 KB rows (0.954 GB) kept 7 days of a 30.4-day month, at $0.25 per GB-month
+    assert tracking.storage_usd == pytest.approx(1_000_000 / 1024**2 * 7 / (730 / 24) * 0.25)
+    assert tracking.total_usd == pytest.approx(tracking.writes_usd + tracking.storage_usd)
+
+
+def test_a_row_over_1_kb_costs_a_write_unit_per_started_kb() -> None:
+    assert tracking_cost(row_kb=2.5).writes_usd == pytest.approx(3 * 3 * 0.625)

@@ -14,7 +14,16 @@ from typing import Any
 from sqsloops.cli.context import Context
 from sqsloops.cli.output import emit_json, error, say, warn
 from sqsloops.errors import ConfigError
-from sqsloops.ops.cost import LINE_ITEMS, Assumptions, Comparison, Workload, compare, parse_rate
+from sqsloops.ops.cost import (
+    LINE_ITEMS,
+    Assumptions,
+    Comparison,
+    TrackingCost,
+    Workload,
+    compare,
+    parse_rate,
+    tracking_cost,
+)
 from sqsloops.ops.prices import READ_ON, REGION
 
 COLUMNS = ("monthly (USD)", "sqsloops", "native SQS trigger")
@@ -105,8 +114,9 @@ def run_cost(context: Context, args: argparse.Namespace) -> int:
     except ConfigError as exc:  # a value out of range is a usage error like any other: one line, exit 2
         error(f"cost: {exc}")
         return 2
+    tracking = tracking_cost()
     if args.json:
-        emit_json(comparison.as_dict())
+        emit_json({**comparison.as_dict(), "job_tracking": tracking.as_dict()})
         return 0
     for message in comparison.warnings:
         warn(message)
@@ -154,7 +164,17 @@ def summary(comparison: Comparison) -> list[str]:
         f"loops: {plan.busy_loops} while busy (one moves at most {plan.capacity_per_loop:,.1f} msgs/s), "
         f"{plan.idle_loops} while idle; {plan.messages:,.0f} messages a month in batches of "
         f"{plan.messages_per_batch:g}; {len(plan.alarm_levels)} depth alarms",
+        tracking_line(tracking_cost()),
     ]
+
+
+def tracking_line(tracking: TrackingCost) -> str:
+    return (
+        f"job tracking (@job track=True, the default): {money(tracking.total_usd)} per million jobs, "
+        f"{tracking.writes_per_job} writes each (queued, running, final; counted by make bench-jobs) "
+        f"{money(tracking.writes_usd)} + rows kept {tracking.retention_days:g} days {money(tracking.storage_usd)}; "
+        "track=False: none"
+    )
 
 
 def assumption_lines(comparison: Comparison) -> list[str]:

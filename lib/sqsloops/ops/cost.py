@@ -68,6 +68,7 @@ PRICE_LINE: dict[str, str] = {
     "sqs_request": "sqs",
     "dynamodb_write_unit": "dynamodb",
     "dynamodb_read_unit": "dynamodb",
+    "dynamodb_storage_gb_month": "dynamodb",  # the Jobs table's rows (tracking_cost); the core tables are tiny
     "cloudwatch_alarm_month": "cloudwatch",
     "cloudwatch_custom_metric_month": "cloudwatch",
     "sns_publish": "sns",
@@ -466,4 +467,53 @@ def compare(
         plan=plan,
         sqsloops=sqsloops_estimate(workload, a, plan, prices),
         native=native_estimate(workload, a, plan, prices),
+    )
+
+
+# --- what the Jobs table costs (track=True) ----------------------------------------------------------------------
+
+# Writes per tracked job on the success path, counted by `make bench-jobs` (at the server, not estimated): the row
+# written at enqueue (queued; 25 a BatchWriteItem request from enqueue_many, still one write unit each), running,
+# then the final state with its result. A retry adds two (retrying, then running again); a unique key adds its claim
+# and, for until_* scopes, its release.
+TRACKED_JOB_WRITES = 3
+TRACKED_ROW_KB = 1.0  # a row with a small result fits one write unit (1 KB); a larger result costs one unit per KB
+TRACKED_ROW_DAYS = 7.0  # jobs.store.DEFAULT_TTL_S: how long a finished row is kept before its TTL purges it
+DAYS_PER_MONTH = 730 / 24
+
+
+@dataclass(frozen=True)
+class TrackingCost:
+    """What `track=True` adds per million jobs: the Jobs table's writes, and the rows' storage until their TTL."""
+
+    writes_per_job: int
+    row_kb: float
+    retention_days: float
+    writes_usd: float
+    storage_usd: float
+
+    @property
+    def total_usd(self) -> float:
+        return self.writes_usd + self.storage_usd
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "total_usd": self.total_usd, "per": 1_000_000}
+
+
+def tracking_cost(
+    *,
+    writes_per_job: int = TRACKED_JOB_WRITES,
+    row_kb: float = TRACKED_ROW_KB,
+    retention_days: float = TRACKED_ROW_DAYS,
+    prices: Mapping[str, Price] = PRICES,
+) -> TrackingCost:
+    """Per million tracked jobs: write units (one per started KB of the row, per write) and GB-months of storage."""
+    units = writes_per_job * max(1, math.ceil(row_kb))
+    gb_months = 1_000_000 * row_kb / (1024 * 1024) * retention_days / DAYS_PER_MONTH
+    return TrackingCost(
+        writes_per_job=writes_per_job,
+        row_kb=row_kb,
+        retention_days=retention_days,
+        writes_usd=1_000_000 * units * prices["dynamodb_write_unit"].usd_per_unit,
+        storage_usd=gb_months * prices["dynamodb_storage_gb_month"].usd_per_unit,
     )

@@ -84,6 +84,14 @@ PRICES: dict[str, Price] = {
             DYNAMODB_PRICING,
         ),
         Price(
+            "dynamodb_storage_gb_month",
+            0.25,
+            1,
+            "GB-month",
+            "DynamoDB Standard table class storage, beyond the first 25 GB a month",
+            DYNAMODB_PRICING,
+        ),
+        Price(
             "dynamodb_read_unit",
             0.125,
             1_000_000,
