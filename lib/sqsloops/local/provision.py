@@ -72,6 +72,8 @@ COMPLETED_TYPES = (
     "AWS::Lambda::EventInvokeConfig",
     "AWS::Scheduler::ScheduleGroup",
     "AWS::SQS::QueuePolicy",
+    "AWS::ApiGatewayV2::Api",  # the HttpApi (SAM's transform makes these two): served by local/gateway.py
+    "AWS::ApiGatewayV2::Stage",
 )
 _SKIPPED_FILES = {"__pycache__", ".pytest_cache", ".mypy_cache"}
 # A layer directory holding this file ships only what it lists (the same file lib/Makefile reads for sam build).
