@@ -43,7 +43,7 @@ def test_json_gives_both_estimates_the_ratio_and_every_price_with_its_source(
     assert result["ratio"] == pytest.approx(1.313, abs=0.001)
     assert result["loops"]["busy_loops"] == 2
     assert result["job_tracking"]["writes_per_job"] == 3
-    assert result["job_tracking"]["total_usd"] == pytest.approx(1.93, abs=0.005)
+    assert result["job_tracking"]["total_usd"] == pytest.approx(5.11, abs=0.005)
     assert set(result["sqsloops"]["line_items"]) == {
         "lambda_compute",
         "lambda_requests",

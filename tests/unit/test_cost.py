@@ -318,12 +318,12 @@ def test_every_assumption_says_why() -> None:
 def test_tracking_costs_three_write_units_per_job_and_a_weeks_storage_per_million_jobs() -> None:
     tracking = tracking_cost()
 
-    assert tracking.writes_per_job == 3
-    assert tracking.writes_usd == pytest.approx(3 * 0.625)  # $0.625 per million write units
-    # a million 1 KB rows (0.954 GB) kept 7 days of a 30.4-day month, at $0.25 per GB-month
-    assert tracking.storage_usd == pytest.approx(1_000_000 / 1024**2 * 7 / (730 / 24) * 0.25)
+    assert (tracking.writes_per_job, tracking.index_writes_per_job) == (3, 5)  # the index: 1 put, then 2 per change
+    assert tracking.writes_usd == pytest.approx(8 * 0.625)  # $0.625 per million write units
+    # a million 1 KB rows (0.954 GB), table and index, kept 7 days of a 30.4-day month, at $0.25 per GB-month
+    assert tracking.storage_usd == pytest.approx(2 * 1_000_000 / 1024**2 * 7 / (730 / 24) * 0.25)
     assert tracking.total_usd == pytest.approx(tracking.writes_usd + tracking.storage_usd)
 
 
 def test_a_row_over_1_kb_costs_a_write_unit_per_started_kb() -> None:
-    assert tracking_cost(row_kb=2.5).writes_usd == pytest.approx(3 * 3 * 0.625)
+    assert tracking_cost(row_kb=2.5).writes_usd == pytest.approx(8 * 3 * 0.625)

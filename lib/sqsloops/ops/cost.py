@@ -475,7 +475,9 @@ def compare(
 # Writes per tracked job on the success path, counted by `make bench-jobs` (at the server, not estimated): the row
 # written at enqueue (queued; 25 a BatchWriteItem request from enqueue_many, still one write unit each), running,
 # then the final state with its result. A retry adds two (retrying, then running again); a unique key adds its claim
-# and, for until_* scopes, its release.
+# and, for until_* scopes, its release. The by_job_state index is written too (DynamoDB bills an index's writes
+# like the table's): one write for the new row, then two for each state change, whose sort key moves (a delete and
+# a put in the index; https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/GSI.html#GSI.Writes).
 TRACKED_JOB_WRITES = 3
 TRACKED_ROW_KB = 1.0  # a row with a small result fits one write unit (1 KB); a larger result costs one unit per KB
 TRACKED_ROW_DAYS = 7.0  # jobs.store.DEFAULT_TTL_S: how long a finished row is kept before its TTL purges it
@@ -486,7 +488,8 @@ DAYS_PER_MONTH = 730 / 24
 class TrackingCost:
     """What `track=True` adds per million jobs: the Jobs table's writes, and the rows' storage until their TTL."""
 
-    writes_per_job: int
+    writes_per_job: int  # to the table
+    index_writes_per_job: int  # to the by_job_state index
     row_kb: float
     retention_days: float
     writes_usd: float
@@ -507,11 +510,14 @@ def tracking_cost(
     retention_days: float = TRACKED_ROW_DAYS,
     prices: Mapping[str, Price] = PRICES,
 ) -> TrackingCost:
-    """Per million tracked jobs: write units (one per started KB of the row, per write) and GB-months of storage."""
-    units = writes_per_job * max(1, math.ceil(row_kb))
-    gb_months = 1_000_000 * row_kb / (1024 * 1024) * retention_days / DAYS_PER_MONTH
+    """Per million tracked jobs: write units, table and index (one per started KB of the row, per write), and
+    GB-months of storage (the index keeps a copy of the row's projected attributes: counted as a whole row)."""
+    index_writes = 1 + 2 * (writes_per_job - 1)
+    units = (writes_per_job + index_writes) * max(1, math.ceil(row_kb))
+    gb_months = 2 * 1_000_000 * row_kb / (1024 * 1024) * retention_days / DAYS_PER_MONTH
     return TrackingCost(
         writes_per_job=writes_per_job,
+        index_writes_per_job=index_writes,
         row_kb=row_kb,
         retention_days=retention_days,
         writes_usd=1_000_000 * units * prices["dynamodb_write_unit"].usd_per_unit,
