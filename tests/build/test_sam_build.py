@@ -1,4 +1,4 @@
-"""`sam build` of LibLayer ships the runtime (core + jobs) and Powertools, not ops/, cli/ or local/.
+"""`sam build` of LibLayer ships the runtime (core + jobs) and Powertools, not ops/, cli/, local/ or dashboard/.
 
 Marked `build`: it downloads wheels from the package index and takes a while, so `make test` leaves it out
 (pyproject addopts) and `make lint` runs it (`pytest -m build tests/build`).
@@ -50,7 +50,7 @@ def test_the_runtime_is_in_the_layer(layer: Path) -> None:
 
 
 def test_operator_tools_and_the_embedded_aws_are_not(layer: Path) -> None:
-    for wing in ("ops", "cli", "local"):
+    for wing in ("ops", "cli", "local", "dashboard"):
         assert not (layer / "sqsloops" / wing).exists(), f"sqsloops/{wing}/ is in the layer"
     shipped = files_under(layer / "sqsloops")
     assert not [f for f in shipped if "__pycache__" in f or f.endswith(".pyc")]

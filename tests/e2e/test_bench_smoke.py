@@ -1,6 +1,6 @@
 """Every benchmark runs end to end at a tiny size, so that none of them can rot between the runs that matter.
 
-The three run at once, each as its own process with its own embedded AWS (one per process), exactly as
+They run at once, each as its own process with its own embedded AWS (one per process), exactly as
 `make bench-…` runs them. What is checked is that each finishes and prints its table, never its figures:
 timing on a shared machine is no test. Only recovery's "messages lost" is a correctness figure, and it must be 0.
 """
@@ -25,12 +25,13 @@ TINY = {
     "throughput": ["--messages", "50", "--consumers", "1", "--repeat", "1", "--time-scale", "20"],
     "scaling": ["--burst", "300", "--max-loops", "2", "--repeat", "1", "--time-scale", "20", "--tick", "0.2"],
     "recovery": ["--loops", "2", "--kill", "1", "--repeat", "1", "--time-scale", "20", "--rate", "50"],
+    "jobs": ["--jobs", "50", "--consumers", "1", "--repeat", "1", "--samples", "3", "--time-scale", "20"],
 }
 
 
 @pytest.fixture(scope="module")
 def outputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[int, str]]:
-    """Run the three benchmarks in parallel; (exit code, output) of each."""
+    """Run the benchmarks in parallel; (exit code, output) of each."""
     logs = tmp_path_factory.mktemp("bench")
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     procs = {
@@ -91,3 +92,19 @@ def test_recovery_brings_killed_loops_back_and_loses_no_message(outputs: dict[st
     assert code == 0, out
     assert "all back after (median)" in out
     assert "target messages lost = 0: met" in out
+
+
+def test_jobs_prints_every_figure_with_its_target(outputs: dict[str, tuple[int, str]]) -> None:
+    code, out = outputs["jobs"]
+    assert code == 0, out
+    assert "target  verdict" in out
+    for figure in (
+        "enqueue: untracked / bare",
+        "throughput: tracked / python:",
+        "throughput: untracked / celery",
+        "latency enqueue->start tracked: p50 / p99 (ms)",
+        "SQS requests/job untracked: loops on the backlog",
+        "DynamoDB writes/tracked job, success",
+        "tracking cost per 1M jobs",
+    ):
+        assert f"\n{figure}" in out, figure

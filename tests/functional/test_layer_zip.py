@@ -24,7 +24,7 @@ from sqsloops.local.provision import LAYER_MANIFEST, layer_files, load_template,
 ROOT = Path(__file__).resolve().parents[2]
 LIB = ROOT / "lib"
 PACKAGE = LIB / "sqsloops"
-OFF_LAYER = ("ops", "cli", "local")
+OFF_LAYER = ("ops", "cli", "local", "dashboard")
 
 
 def runtime_sources() -> set[str]:

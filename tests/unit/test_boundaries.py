@@ -5,6 +5,7 @@
   blocks too), and no sqsloops module the layer does not ship.
 - Arrows point down: cli -> ops -> jobs -> core; core imports nothing of jobs/ops/cli/local, jobs only core, ops
   core and jobs (never cli or local). local/ and cli/ are off to the side.
+- The dashboard (a web front end beside the CLI) may import ops, jobs and core; only the CLI imports it.
 - The module-level import graph of sqsloops (TYPE_CHECKING blocks and imports inside functions left out) has no
   cycle.
 """
@@ -116,7 +117,8 @@ PACKAGES = {name for name, path in MODULES.items() if path.name == "__init__.py"
 
 
 def wing(module: str) -> str:
-    """The subpackage of sqsloops a module belongs to (jobs, ops, cli, local), or core for the top-level ones."""
+    """The subpackage of sqsloops a module belongs to (jobs, ops, cli, local, dashboard), or core for the top-level
+    ones."""
     parts = module.split(".")
     return parts[1] if len(parts) >= 2 and f"sqsloops.{parts[1]}" in PACKAGES else "core"
 
@@ -127,7 +129,7 @@ def wing(module: str) -> str:
 def test_the_runtime_is_what_the_layer_ships() -> None:
     runtime = runtime_modules()
     assert {"sqsloops", "sqsloops.loop", "sqsloops.tokens"} <= set(runtime)
-    assert not [m for m in runtime if wing(m) in ("ops", "cli", "local")]
+    assert not [m for m in runtime if wing(m) in ("ops", "cli", "local", "dashboard")]
     assert set(runtime) >= {m for m in MODULES if wing(m) in ("core", "jobs")}
 
 
@@ -150,7 +152,9 @@ ALLOWED = {
     "core": {"core"},
     "jobs": {"core", "jobs"},
     "ops": {"core", "jobs", "ops"},
+    "dashboard": {"core", "jobs", "ops", "dashboard"},
 }
+IMPORTS_DASHBOARD = {"dashboard", "cli"}  # the wings that may import the dashboard
 
 
 @pytest.mark.parametrize("module", [m for m in MODULES if wing(m) in ALLOWED])
@@ -169,7 +173,14 @@ def test_the_wings_are_classified() -> None:
     assert wing("sqsloops.loop") == "core"
     assert wing("sqsloops.ops") == "ops"
     assert wing("sqsloops.ops.watch") == "ops"
-    assert {wing(m) for m in MODULES} <= {"core", "jobs", "ops", "cli", "local"}
+    assert wing("sqsloops.dashboard.app") == "dashboard"
+    assert {wing(m) for m in MODULES} <= {"core", "jobs", "ops", "cli", "local", "dashboard"}
+
+
+@pytest.mark.parametrize("module", [m for m in MODULES if wing(m) not in IMPORTS_DASHBOARD])
+def test_only_the_cli_imports_the_dashboard(module: str) -> None:
+    bad = [str(i) for i in IMPORTS[module] if names(i.target, "sqsloops.dashboard")]
+    assert not bad, "only sqsloops.cli may import sqsloops.dashboard:\n" + "\n".join(bad)
 
 
 # ---------------------------------------------------------------- no cycle

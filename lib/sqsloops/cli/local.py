@@ -28,6 +28,7 @@ from sqsloops.errors import ConfigError
 from sqsloops.ops.demo import MAX_TIME_SCALE, embedded_parameters
 
 if TYPE_CHECKING:
+    from sqsloops.dashboard.server import DashboardServer
     from sqsloops.local.server import EmbeddedAws
 
 DEFAULT_STACK = "sqsloops"
@@ -60,6 +61,10 @@ def add_commands(commands: Any) -> None:
         help="inject faults into what the functions do, e.g. ddb-throttle=0.2,ddb-storm=5s/30s,invoke-fail=0.05,"
         "invoke-outage=10s/60s,invoke-drop=0.05,kill=every:30s (durations in stack time; see sqsloops.local.faults)",
     )
+    up.add_argument("--dashboard", action="store_true", help="also serve the web dashboard (the `dashboard` extra)")
+    from sqsloops.cli.dashboard import add_options  # not at module level: cli.dashboard imports this module
+
+    add_options(up, prefix="dashboard-")
     up.set_defaults(run=run_up)
 
 
@@ -131,6 +136,7 @@ def run_up(context: Context, args: argparse.Namespace) -> int:
         faults=faults,
     )
     stop = threading.Event()
+    dashboard: DashboardServer | None = None
     with _stop_on_sigterm(stop):
         try:
             _start(aws, port=args.port)
@@ -145,6 +151,9 @@ def run_up(context: Context, args: argparse.Namespace) -> int:
                 say(line)
             for line in api_lines(aws.api_urls):
                 say(line)
+            if args.dashboard:
+                dashboard = _start_dashboard(aws, args)
+                say(f"# dashboard: open {dashboard.url}")
             say("# Ctrl-C (or SIGTERM) stops it")
             sys.stdout.flush()
             while not stop.wait(0.5):
@@ -152,9 +161,24 @@ def run_up(context: Context, args: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             pass
         finally:
+            if dashboard is not None:
+                dashboard.stop()
             aws.stop()
     print("sqsloops: embedded AWS stopped", file=sys.stderr)
     return 0
+
+
+def _start_dashboard(aws: EmbeddedAws, args: argparse.Namespace) -> DashboardServer:
+    """The dashboard over the embedded stack, in this process (its clients point at the embedded endpoint)."""
+    from sqsloops.cli.dashboard import start_server
+
+    return start_server(
+        aws.root(),
+        host=args.dashboard_host,
+        port=args.dashboard_port,
+        auth=not args.dashboard_no_auth,
+        refresh_s=args.dashboard_refresh_s,
+    )
 
 
 def _start(aws: EmbeddedAws, *, port: int) -> None:

@@ -6,11 +6,11 @@ import argparse
 from importlib.metadata import PackageNotFoundError, version
 from typing import NoReturn
 
-from sqsloops.cli import cost, demo, jobs, local, registration, watch
+from sqsloops.cli import cost, dashboard, demo, jobs, local, registration, watch
 from sqsloops.cli.output import error
 
 PROG = "sqsloops"
-COMMAND_GROUPS = (registration, watch, cost, local, demo, jobs)  # each has add_commands(subparsers)
+COMMAND_GROUPS = (registration, watch, dashboard, cost, local, demo, jobs)  # each has add_commands(subparsers)
 
 
 class CliParser(argparse.ArgumentParser):
