@@ -1,7 +1,8 @@
 """Jobs API: the HTTP API's function (API Gateway HTTP API, payload format 2.0, AWS_IAM on every route).
 
-POST /jobs, POST /jobs/batch, GET /jobs/{id}, DELETE /jobs/{id}: sqsloops.jobs.api does the work; this takes the
-root's JobClient once per execution environment and answers a stack without the job layer with a JSON 503.
+POST /jobs, POST /jobs/batch, GET /jobs/{id}, DELETE /jobs/{id}, and POST /jobs/{id}/receipt (http: workers, HMAC-
+signed, no gateway auth): sqsloops.jobs.api does the work; this takes the root's JobClient and receipt desk once per
+execution environment and answers a stack without the job layer with a JSON 503.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from sqsloops.log import logger
 @functools.cache
 def api() -> JobsApi:
     """Built on the first request, then reused (with the catalog's cache) by this execution environment."""
-    return JobsApi(JobsRoot.from_env().job_client)
+    root = JobsRoot.from_env()
+    return JobsApi(root.job_client, receipts=root.receipt_desk)
 
 
 def handler(event: Any, context: Any) -> dict[str, Any]:

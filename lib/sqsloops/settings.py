@@ -52,6 +52,8 @@ FIELDS: tuple[Field, ...] = (
     # The entry topic producers publish jobs to (SNS, any language), and where what no job matches lands.
     Field("entry_topic_arn", "ENTRY_TOPIC_ARN", "EntryTopicArn"),
     Field("unroutable_queue_url", "UNROUTABLE_QUEUE_URL", "UnroutableQueueUrl"),
+    # The secret http: workers' requests and receipts are signed with (jobs/http.py), JSON {"current", "previous"?}.
+    Field("http_secret_arn", "HTTP_SECRET_ARN", "HttpWorkersSecretArn"),
     Field("heartbeat_s", "HEARTBEAT_S", "HeartbeatSeconds", "seconds"),
     Field("reserve_s", "RESERVE_S", "ReserveSeconds", "seconds"),
     Field("stale_after_s", "STALE_AFTER_S", "StaleAfterSeconds", "seconds"),
@@ -77,6 +79,7 @@ class Settings:
     alerts_topic_arn: str = ""  # operational alerts (a job queue's DLQ alarm notifies it)
     entry_topic_arn: str = ""  # the SNS entry topic `jobs apply` subscribes job queues to
     unroutable_queue_url: str = ""  # entry-topic messages no job matches
+    http_secret_arn: str = ""  # Secrets Manager secret http: workers sign with; "" when the stack has none
     heartbeat_s: float = defaults.HEARTBEAT_S
     reserve_s: float = defaults.RESERVE_S
     stale_after_s: float = defaults.STALE_AFTER_S

@@ -49,6 +49,7 @@ TEST_HANDLERS_LAYER = LayerSource(
         "tests/__init__.py",
         "tests/e2e/__init__.py",
         "tests/e2e/handlers.py",
+        "tests/e2e/entry_jobs.py",
         "tests/e2e/dashboard_jobs.py",  # the jobs test_dashboard_browser.py applies
         "tests/fixtures/__init__.py",
         "tests/fixtures/handlers.py",

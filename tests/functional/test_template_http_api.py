@@ -1,6 +1,7 @@
 """The jobs HTTP API in template.yaml, as CloudFormation sees it (translated by samtranslator): AWS_IAM on every
-route, throttling and access logs on the stage, the invoke policy on these routes only, and the same routes the
-embedded AWS's gateway serves (read from the same template)."""
+route but the http: workers' receipt route (no gateway auth: the function checks its HMAC), throttling and access
+logs on the stage, the invoke policy on these routes only, and the same routes the embedded AWS's gateway serves
+(read from the same template)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from sqsloops.local.provision import load_template
 from tests.conftest import ACCOUNT, REGION
 from tests.functional.test_template_policies import STACK, TEMPLATE, Stack, as_list, translated
 
-ROUTES = {("POST", "/jobs"), ("POST", "/jobs/batch"), ("GET", "/jobs/{id}"), ("DELETE", "/jobs/{id}")}
+SIGNED_ROUTES = {("POST", "/jobs"), ("POST", "/jobs/batch"), ("GET", "/jobs/{id}"), ("DELETE", "/jobs/{id}")}
+RECEIPT_ROUTE = ("POST", "/jobs/{id}/receipt")
+ROUTES = SIGNED_ROUTES | {RECEIPT_ROUTE}
 API = "ref:JobsHttpApi"  # how the policies test's resolver renders the API's id
 
 
@@ -20,13 +23,16 @@ def api_body() -> dict[str, Any]:
     return body
 
 
-def test_every_route_is_signed_with_iam_and_goes_to_the_jobs_api_function() -> None:
+def test_every_route_but_the_receipt_route_is_signed_with_iam_and_goes_to_the_jobs_api_function() -> None:
     paths = api_body()["paths"]
     found = {(method.upper(), path) for path, methods in paths.items() for method in methods}
     assert found == ROUTES
-    for methods in paths.values():
-        for operation in methods.values():
-            assert operation["security"] == [{"AWS_IAM": []}]
+    for path, methods in paths.items():
+        for method, operation in methods.items():
+            if (method.upper(), path) == RECEIPT_ROUTE:
+                assert operation["security"] == [{"NONE": []}]  # `Authorizer: NONE`: the function checks the HMAC
+            else:
+                assert operation["security"] == [{"AWS_IAM": []}]
             integration = operation["x-amazon-apigateway-integration"]
             assert (integration["type"], integration["payloadFormatVersion"]) == ("aws_proxy", "2.0")
             assert "${JobsApiFunction.Arn}" in integration["uri"]["Fn::Sub"]
@@ -66,6 +72,7 @@ def test_the_local_gateway_serves_the_same_routes_from_the_same_template() -> No
     # the embedded AWS reads the template as provisioning loads it, and routes each path to the deployed function
     routes = http_api_routes(load_template(TEMPLATE), {"JobsApiFunction": f"{STACK}-jobs-api"})
     assert {(route.method, route.path) for route in routes["JobsHttpApi"]} == ROUTES
+    assert {(route.method, route.path) for route in routes["JobsHttpApi"] if not route.signed} == {RECEIPT_ROUTE}
     assert {route.function_name for route in routes["JobsHttpApi"]} == {f"{STACK}-jobs-api"}
     assert routes["JobsHttpApi"][0].match("GET", "/jobs/a%20b") is None  # POST /jobs first: no GET there
     status = next(route for route in routes["JobsHttpApi"] if route.key == "GET /jobs/{id}")

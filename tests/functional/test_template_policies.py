@@ -17,6 +17,7 @@ import functools
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -34,14 +35,16 @@ from sqsloops.cli.demo import DEFAULT_STACK
 from sqsloops.dispatch import Failure, HandlerKind, Outcome
 from sqsloops.handlers import KNOWN_KINDS
 from sqsloops.jobs.client import JobClient
+from sqsloops.jobs.envelope import Envelope
 from sqsloops.jobs.root import JobsRoot
-from sqsloops.jobs.schema import create_jobs_table
+from sqsloops.jobs.schema import create_jobs_table, job_pk, key_pk
 from sqsloops.ops.demo import DemoOptions
 from sqsloops.registry import QueueConfig, Registry
 from sqsloops.settings import Settings
 from tests.conftest import ACCOUNT, REGION, Clients, create_function
 from tests.conftest import TestQueue as MadeQueue
 from tests.fixtures.fakes import FakeClock
+from tests.fixtures.http_app import web_app
 from tests.fixtures.loop_kit import FakeLambdaContext, LoopHarness
 from tests.functional import jobs_for_policies
 from tests.functional.jobs_api_scenario import run_jobs_api
@@ -52,6 +55,8 @@ EVENTS = Path(__file__).resolve().parents[2] / "events"
 STACK = "sqsloops-test"  # tests/conftest.py's settings: tables and functions are named as the template names them
 JOBS_TABLE = f"{STACK}-jobs"
 NO_VALUE = object()
+HTTP_SECRET_KEY = "TopicsKey"  # the KMS key template.yaml encrypts HttpWorkersSecret with (its KmsKeyId)
+HTTP_SECRET = json.dumps({"current": "policy-test-secret"})
 
 # Operations whose IAM action has another name; every other operation's action is `service:Operation`.
 ACTION_OF_OPERATION = {
@@ -156,6 +161,8 @@ class Stack:
             return self._values[name]
         resource = self.cfn["Resources"][name]
         properties = resource.get("Properties", {})
+        if resource["Type"] == "AWS::SecretsManager::Secret":  # its ARN: the name and a random suffix
+            return f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:{self.resolve(properties['Name'])}-*"
         for key in ("TableName", "FunctionName", "TopicName"):
             if key in properties:
                 return self.resolve(properties[key])
@@ -167,6 +174,8 @@ class Stack:
             return f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{self._ref(logical_id)}"
         if resource["Type"] == "AWS::Lambda::Function" and attribute == "Arn":
             return f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{self._ref(logical_id)}"
+        if resource["Type"] == "AWS::KMS::Key" and attribute == "Arn":  # as CallLog renders a key's ARN
+            return f"arn:aws:kms:{REGION}:{ACCOUNT}:key/{logical_id}"
         if resource["Type"] == "AWS::IAM::Role" and attribute == "Arn":  # as jobs_api_scenario.scheduler_role_arn
             return f"arn:aws:iam::{ACCOUNT}:role/{self._values['AWS::StackName']}-{logical_id}"
         return f"getatt:{logical_id}.{attribute}"
@@ -378,6 +387,8 @@ class CallLog:
             self.calls.append(Call(action, resource_of(service, client.meta.region_name, params)))
             if (service, operation) == ("scheduler", "CreateSchedule"):  # the schedule sends with this role
                 self.calls.append(Call("iam:PassRole", params["Target"]["RoleArn"]))
+            if (service, operation) == ("secretsmanager", "GetSecretValue"):  # it decrypts with the secret's key
+                self.calls.append(Call("kms:Decrypt", f"arn:aws:kms:{REGION}:{ACCOUNT}:key/{HTTP_SECRET_KEY}"))
 
     @contextlib.contextmanager
     def on(self) -> Iterator[None]:
@@ -408,6 +419,8 @@ def resource_of(service: str, region: str, params: dict[str, Any]) -> str:
         return f"{arn}:{params['Qualifier']}" if params.get("Qualifier") else arn
     if service == "scheduler":
         return f"arn:aws:scheduler:{region}:{ACCOUNT}:schedule/{params.get('GroupName', 'default')}/{params['Name']}"
+    if service == "secretsmanager":  # the functions name their secret by its ARN
+        return str(params["SecretId"])
     raise AssertionError(f"a function called {service}, which this test does not know how to authorize")
 
 
@@ -463,6 +476,9 @@ def deployed(
         "RESERVE_S": "10",
         "STALE_AFTER_S": "120",
         "JOBS_TABLE": JOBS_TABLE,
+        "HTTP_SECRET_ARN": aws.get("secretsmanager").create_secret(
+            Name=f"{STACK}-http-workers", SecretString=HTTP_SECRET
+        )["ARN"],
     }.items():
         monkeypatch.setenv(f"SQSLOOPS_{name}", value)
     create_jobs_table(aws.dynamodb, table_name=JOBS_TABLE)
@@ -513,7 +529,12 @@ def alarm_event(name: str, queue_name: str) -> dict[str, Any]:
 
 def run_process(deployed: Deployed, call_log: CallLog) -> list[Call]:
     """Loops that succeed, hide failures, dead-letter an unusable handler's messages, forward to a Lambda handler,
-    heartbeat and hand over."""
+    post a job to a web app (http:, signed with the stack's secret), heartbeat and hand over."""
+    with web_app(json.loads(HTTP_SECRET)["current"]) as app:
+        return run_process_with(deployed, call_log, http_url=app.url)
+
+
+def run_process_with(deployed: Deployed, call_log: CallLog, *, http_url: str) -> list[Call]:
     handler_function = f"{STACK}-handler-echo"
     create_function(deployed.aws, handler_function)
     queues = [
@@ -524,6 +545,7 @@ def run_process(deployed: Deployed, call_log: CallLog) -> list[Call]:
         deployed.queue("forward", f"lambda:{handler_function}", "e"),
         deployed.queue("paced", "python:sqsloops.examples:noop", "f", rate_per_s=5.0),  # counts live loops
         enqueue_jobs(deployed, deployed.queue("jobs", f"jobs:{jobs_for_policies.__name__}")),
+        deployed.queue("http", f"http:{http_url}", http_job_body(deployed)),
     ]
     for queue in queues:
         token = deployed.loops.tokens.create(queue.url)
@@ -532,7 +554,8 @@ def run_process(deployed: Deployed, call_log: CallLog) -> list[Call]:
             summary = process_app.handle(token.payload(), context, lambda: deployed.root)
         assert summary["recursed"] is True, summary
     assert deployed.loops.bodies(queues[3].dlq_url) == ["poison"]  # the loop moved it to the DLQ itself
-    assert job_states(deployed, "j-noted", "j-once") == ["succeeded", "succeeded"]
+    assert job_states(deployed, "j-noted", "j-once", "j-http") == ["succeeded", "succeeded", "succeeded"]
+    assert job_states(deployed, "j-entry") == ["succeeded"]  # the entry topic's unique job: its key claimed here
     gone = deployed.queue("gone", "python:sqsloops.examples:noop", "g")  # deleted under its loops
     deployed.aws.sqs.delete_queue(QueueUrl=gone.url)
     token = deployed.loops.tokens.create(gone.url)
@@ -563,9 +586,18 @@ def enqueue_jobs(deployed: Deployed, queue: MadeQueue) -> MadeQueue:
     client.enqueue(jobs_for_policies.noted, [1], id="j-noted")
     client.enqueue(jobs_for_policies.once, [2], id="j-once")
     sqs = deployed.aws.sqs
+    # and one from the entry topic (raw delivery: a bare message): the runner claims its key itself (PutItem)
+    entry = {"job": "once", "id": "j-entry", "key": "entry-3"}
+    attributes = {name: {"DataType": "String", "StringValue": value} for name, value in entry.items()}
+    sqs.send_message(QueueUrl=queue.url, MessageBody="[3]", MessageAttributes=attributes)  # type: ignore[arg-type]
     for message in sqs.receive_message(QueueUrl=queue.url, MaxNumberOfMessages=10).get("Messages", []):
         sqs.change_message_visibility(QueueUrl=queue.url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0)
     return queue
+
+
+def http_job_body(deployed: Deployed) -> str:
+    now = datetime.fromtimestamp(deployed.clock.now(), UTC)
+    return Envelope.create("render", [1], {}, now=now, id="j-http").to_json()
 
 
 def job_states(deployed: Deployed, *job_ids: str) -> list[str | None]:
@@ -611,6 +643,7 @@ def calls_by_function(deployed: Deployed, call_log: CallLog) -> dict[str, list[C
         stack=STACK,
         account=ACCOUNT,
         recording=call_log.on,
+        http_secret=json.loads(HTTP_SECRET)["current"],
     )
     calls["JobsApiFunction"], call_log.calls = call_log.calls, []
     # the restart function's missed-run sweep (cron jobs in the catalog the jobs API's scenario wrote)
@@ -653,6 +686,8 @@ def test_the_traced_scenarios_reach_their_resources_under_the_stacks_names(
         f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{STACK}-",
         f"arn:aws:scheduler:{REGION}:{ACCOUNT}:schedule/{STACK}-jobs/",
         f"arn:aws:iam::{ACCOUNT}:role/{STACK}-",
+        f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:{STACK}-",
+        f"arn:aws:kms:{REGION}:{ACCOUNT}:key/{HTTP_SECRET_KEY}",
     )
     assert sorted(r for r in resources if not r.startswith(owned)) == []
     # and they reached every kind of call the roles are about: hand-overs, forwarding, dead-letter moves
@@ -661,3 +696,14 @@ def test_the_traced_scenarios_reach_their_resources_under_the_stacks_names(
         f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{STACK}-handler-echo",
         f"arn:aws:sqs:{REGION}:{ACCOUNT}:{STACK}-dead-dlq",
     } <= resources
+
+
+def test_the_process_function_writes_whole_items_only_to_claim_unique_keys() -> None:
+    # the entry topic's unique jobs are claimed by the runner (PutItem), and a python: handler shares the role:
+    # its PutItem reaches key# items only, never a job's row, the catalog or a registration
+    stack = Stack()
+    puts = [s for s in stack.role_statements("ProcessFunction") if "dynamodb:PutItem" in as_list(s["Action"])]
+    assert [s.get("Condition") for s in puts] == [{"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["key#*"]}}]
+    assert [s["Resource"] for s in puts] == [f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{JOBS_TABLE}"]
+    assert fnmatch.fnmatchcase(key_pk("once", "entry-3"), "key#*")
+    assert not fnmatch.fnmatchcase(job_pk("j-entry"), "key#*")

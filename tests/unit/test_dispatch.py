@@ -381,9 +381,12 @@ class TestHandlerStrings:
         with pytest.raises(ConfigError, match=message):
             QueueConfig(queue_url=QUEUE_URL, handler=handler).validate()
 
-    @pytest.mark.parametrize("handler", ["lambda:orders-worker", "python:pkg.mod:run", "jobs:app.jobs"])
+    @pytest.mark.parametrize(
+        "handler",
+        ["lambda:orders-worker", "python:pkg.mod:run", "jobs:app.jobs", "http:https://app.example.com/jobs/{job}"],
+    )
     def test_registration_accepts_every_known_kind(self, handler: str) -> None:
-        assert {*KNOWN_KINDS} == {"lambda", "python", "jobs"}
+        assert {*KNOWN_KINDS} == {"lambda", "python", "jobs", "http"}
 
         QueueConfig(queue_url=QUEUE_URL, handler=handler).validate()
 

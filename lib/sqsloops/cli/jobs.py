@@ -247,7 +247,7 @@ def _report(verb: str, moved: Moved) -> int:
 
 def run_redrive(context: Context, args: argparse.Namespace) -> int:
     if args.unroutable:
-        return run_redrive_unroutable(context)
+        return run_redrive_unroutable(context, args)
     if not args.name:
         raise ConfigError("jobs redrive: give NAME (or --unroutable)")
     moved = JobsAdmin.for_root(context.root).redrive(args.name, ids=None if args.all else args.ids)

@@ -8,6 +8,7 @@ from typing import Any
 from sqsloops.cli.context import Context
 from sqsloops.cli.output import emit_json, say, table, warn
 from sqsloops.clock import SYSTEM_CLOCK
+from sqsloops.errors import ConfigError
 from sqsloops.ops.jobs_entry import EntryRoutes
 
 UNROUTABLE_COLUMNS = ("message id", "job", "age", "body")
@@ -26,6 +27,8 @@ def _routes(context: Context) -> EntryRoutes:
 
 
 def run_unroutable(context: Context, args: argparse.Namespace) -> int:
+    if args.limit < 1:
+        raise ConfigError(f"--limit must be at least 1, got {args.limit}")
     now = getattr(context.root, "clock", SYSTEM_CLOCK).now()
     found = _routes(context).unroutable(now=now, limit=args.limit)
     if args.json:
@@ -38,8 +41,15 @@ def run_unroutable(context: Context, args: argparse.Namespace) -> int:
     return 0
 
 
-def run_redrive_unroutable(context: Context) -> int:
+def run_redrive_unroutable(context: Context, args: argparse.Namespace) -> int:
+    if args.name:
+        raise ConfigError(
+            f"jobs redrive --unroutable re-routes every Unroutable message by its own job attribute: drop {args.name!r}"
+            f" (or use 'jobs redrive {args.name} --all' for its dead jobs)"
+        )
     root = context.root
+    if not root.settings.jobs_table:
+        raise ConfigError("the stack has no Jobs table: set SQSLOOPS_JOBS_TABLE (or pass --stack NAME)")
     done = _routes(context).redrive_unroutable(dynamodb=root.clients.dynamodb, jobs_table=root.settings.jobs_table)
     say(f"re-published {len(done.published)} message(s) to the entry topic")
     for message_id, why in sorted(done.left.items()):

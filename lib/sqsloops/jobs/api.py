@@ -9,10 +9,12 @@ bad input is always a 4xx with a JSON body naming the field, never a 500.
     POST   /jobs/batch  {"jobs": [<as POST /jobs>, ...]} (1..100): 200 {"results": [{"index", "status", ...}]}
     GET    /jobs/{id}   200 the status row (state, attempts, times, last error, result)
     DELETE /jobs/{id}   200 cancelled; 409 once it runs or has ended
+    POST   /jobs/{id}/receipt  an http: worker's receipt (jobs/receipts.py): HMAC-signed, no gateway auth
 
 Errors: `{"error": CODE, "message", "field"?}` with 400 (malformed JSON, an invalid field), 404 (an unknown job or
 id, an unknown route), 409 (not cancellable), 413 (a body or a job's message over its limit), 503 (AWS throttled
-us; retry). 403 for an unsigned request is the gateway's (AWS_IAM on every route): the function never sees it.
+us; retry). 403 for an unsigned request is the gateway's (AWS_IAM on every route but the receipt route, whose
+HMAC signature this function checks: 401 when it does not hold).
 
 `args` is a list of positional arguments, or an object of keyword arguments (then no `kwargs`), as in
 `sqsloops.jobs.enqueue`. `delay` is a number of seconds or a duration ("10m", "1h30m"); `run_at` is ISO 8601 with a
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import json
 import re
 from collections.abc import Callable, Mapping
@@ -46,6 +49,7 @@ from sqsloops.jobs.errors import (
     UnknownJobError,
 )
 from sqsloops.jobs.handle import JobHandle
+from sqsloops.jobs.receipts import ReceiptDesk
 from sqsloops.jobs.store import JobRecord
 from sqsloops.log import logger
 
@@ -91,6 +95,7 @@ class Request:
     path_id: str | None
     body: bytes
     base_url: str  # scheme://host[/stage]: where status URLs point
+    headers: Mapping[str, str] = dataclasses.field(default_factory=dict)  # lower-cased names
 
     @classmethod
     def parse(cls, event: Any) -> Request:
@@ -104,13 +109,14 @@ class Request:
         headers = {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()}
         host = headers.get("host") or str(context.get("domainName") or "localhost")
         scheme = headers.get("x-forwarded-proto", "https").split(",")[0].strip() or "https"
-        return cls(method, path, route, path_id, _body_of(event), f"{scheme}://{host}{prefix}")
+        return cls(method, path, route, path_id, _body_of(event), f"{scheme}://{host}{prefix}", headers)
 
     def status_url(self, job_id: str) -> str:
         return f"{self.base_url}/jobs/{job_id}"
 
 
 ROUTE_PATTERNS = (
+    ("POST /jobs/{id}/receipt", re.compile(r"(?P<prefix>.*)/jobs/(?P<id>[^/]+)/receipt/?")),
     ("POST /jobs/batch", re.compile(r"(?P<prefix>.*)/jobs/batch/?")),
     ("POST /jobs", re.compile(r"(?P<prefix>.*)/jobs/?")),
     ("GET /jobs/{id}", re.compile(r"(?P<prefix>.*)/jobs/(?P<id>[^/]+)/?")),
@@ -145,15 +151,18 @@ def _body_of(event: Mapping[str, Any]) -> bytes:
 
 
 class JobsApi:
-    """The four routes over a JobClient; `handle` never raises (every failure is a response)."""
+    """The routes over a JobClient (and the receipt desk of http: workers); `handle` never raises (every failure
+    is a response). Without a desk (no http workers secret) the receipt route answers 503 not_configured."""
 
-    def __init__(self, client: JobClient) -> None:
+    def __init__(self, client: JobClient, *, receipts: ReceiptDesk | None = None) -> None:
         self._client = client
+        self._receipts = receipts
         self._routes: dict[str, Callable[[Request], Response]] = {
             "POST /jobs": self._enqueue,
             "POST /jobs/batch": self._enqueue_batch,
             "GET /jobs/{id}": self._status,
             "DELETE /jobs/{id}": self._cancel,
+            "POST /jobs/{id}/receipt": self._receipt,
         }
 
     def handle(self, event: Any) -> Response:
@@ -222,6 +231,19 @@ class JobsApi:
 
     def _cancel(self, request: Request) -> Response:
         return _response(200, record_body(self._client.cancel(_path_id(request)), request))
+
+    def _receipt(self, request: Request) -> Response:
+        if self._receipts is None:
+            raise RequestError(
+                503, "not_configured", "this stack has no http workers secret (SQSLOOPS_HTTP_SECRET_ARN)"
+            )
+        job_id = _path_id(request)
+        try:
+            check_job_id(job_id)
+        except ConfigError:
+            raise RequestError(404, "not_found", f"no job {job_id[:100]!r}") from None
+        answer = self._receipts.receive(job_id, request.headers, request.body)
+        return _response(answer.status, answer.body)
 
 
 # ---------------------------------------------------------------- parsing

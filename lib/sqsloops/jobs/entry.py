@@ -25,8 +25,14 @@ created by the runner's `mark_running` at its first start (no producer wrote one
 Size limits by door: the entry topic takes 256 KB per message (SNS publish, body and attributes); SendMessage, the
 Python API, the CLI and `POST /jobs` take 1 MiB (SQS) for the whole envelope.
 
-Unique jobs are not reachable from the entry topic: their key is claimed at enqueue time, before the message is
-sent, and a bare message has no enqueue step; such a message goes to the DLQ with that reason.
+Unique jobs: a bare message has no enqueue step, so the runner claims the key instead, before the job first runs
+(jobs/execution.py, with the job's unique scope, as `enqueue` claims it): the `key` attribute, else the job's `key`
+template rendered over the bare args. A duplicate (the key held by another job id) is skipped: deleted, logged, and
+counted as JobDuplicate. A unique job with neither a `key` attribute nor a key template (its key would be a digest of
+the Python-bound arguments, defaults included: no producer could name it, and a changed default changes it), and a
+`key` attribute on a job that is not unique, go to the DLQ with that reason. Only a job id with no row yet claims: a
+retry, a redelivery or an SNS duplicate of the same `id` finds the row and runs (or is skipped) by it, so it never
+claims a key anew (and never leaves one claimed by a delivery that did not run).
 """
 
 from __future__ import annotations
@@ -36,11 +42,14 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqsloops.errors import ConfigError
 from sqsloops.jobs.envelope import MAX_SNS_MESSAGE_BYTES, Envelope, check_job_id, check_job_name, json_safe
-from sqsloops.jobs.errors import MalformedEnvelopeError
+from sqsloops.jobs.errors import JobArgsError, MalformedEnvelopeError
+
+if TYPE_CHECKING:
+    from sqsloops.jobs.definition import JobFunction
 
 JOB_ATTRIBUTE = "job"
 ID_ATTRIBUTE = "id"
@@ -86,6 +95,24 @@ class BareMessage:
             )
         except (ValueError, ConfigError) as exc:
             raise MalformedEnvelopeError(f"entry-topic message for job {self.job!r}: {exc}") from exc
+
+
+def entry_key(fn: JobFunction[..., Any], envelope: Envelope) -> str | None:
+    """The unique key a wrapped bare message claims for `fn` (module doc): its `key` attribute, else the job's key
+    template over the args; None for a job that is not unique. JobArgsError when it has none, or must not have one."""
+    if fn.options.unique is None:
+        if envelope.key is not None:
+            raise JobArgsError(fn.name, "a `key` attribute is for unique jobs; publish it without one")
+        return None
+    if envelope.key is not None:
+        return envelope.key
+    if fn.options.key is None:
+        raise JobArgsError(
+            fn.name,
+            "it is unique and declares no key template, so an entry-topic message must carry its key: publish it"
+            " with a `key` message attribute (or declare the job with key=...)",
+        )
+    return fn.render_key(envelope.args, envelope.kwargs)
 
 
 def parse_bare_body(body: str) -> tuple[list[Any], dict[str, Any]]:

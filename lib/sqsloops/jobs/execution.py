@@ -1,8 +1,9 @@
 """One delivery of a job message, start to verdict: the rules the loop runner, a per-job Lambda and the eager mode
 share (each only maps the `Verdict` onto its own transport).
 
-    parse the envelope -> find the job -> not due yet? -> tracked: gate on the row, mark running, release an
-    until_started key -> call with the timeout -> store the result / decide with the retry policy -> verdict
+    parse the envelope -> find the job -> not due yet? -> a bare unique one (jobs/entry.py): claim its key ->
+    tracked: gate on the row, mark running, release an until_started key -> call with the timeout -> store the
+    result / decide with the retry policy -> verdict
 
 **An attempt is spent only when the job ran and failed.** What a delivery that did not run the job returns is a
 `held` verdict (hand the message back, nothing counted): not due yet, another runner holds the job, the Jobs table
@@ -41,11 +42,12 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 from sqsloops.clock import SYSTEM_CLOCK, Clock
 from sqsloops.jobs import metrics as m
 from sqsloops.jobs.current import JobContext, running_as
+from sqsloops.jobs.entry import entry_key
 from sqsloops.jobs.envelope import RUN_AT_PAST_TOLERANCE_S, Envelope, json_safe
 from sqsloops.jobs.errors import JobArgsError, MalformedEnvelopeError
 from sqsloops.jobs.retry_policy import MAX_RETRY_DELAY_S, Decision
 from sqsloops.jobs.states import CANCELLED, DEAD, RUNNING, SUCCEEDED
-from sqsloops.jobs.store import JobRecord, Refused
+from sqsloops.jobs.store import JobRecord, KeyClaim, KeyScope, Refused
 from sqsloops.jobs.timeout import call_with_timeout
 from sqsloops.log import logger
 
@@ -93,6 +95,17 @@ class Tracker(Protocol):
     def mark_dead(
         self, job_id: str, *, attempts: int, error: str, traceback: str | None = None, ttl_s: float | None = None
     ) -> JobRecord | Refused: ...
+
+    def claim_key(
+        self,
+        job: str,
+        key: str,
+        *,
+        job_id: str,
+        scope: KeyScope | str,
+        window_s: float | None = None,
+        ttl_s: float | None = None,
+    ) -> KeyClaim: ...
 
     def release_key(self, job: str, key: str, *, job_id: str) -> bool: ...
 
@@ -161,14 +174,13 @@ class JobExecutor:
             _count(metrics, "(malformed)", m.DEAD)
             return Verdict(action=DEAD_ACTION, reason=str(exc))
         fn = self.jobs.get(envelope.job)
-        if fn is not None and entry is not None and fn.options.unique is not None:
-            reason = (
-                f"job {envelope.job} is unique: its key is claimed at enqueue, and an entry-topic message has no"
-                " enqueue step; enqueue it through the Python API, the CLI or POST /jobs"
-            )
-            logger.error("unique job from the entry topic; to the dead-letter queue", extra={"job": envelope.job})
-            _count(metrics, envelope.job, m.DEAD)
-            return Verdict(action=DEAD_ACTION, reason=reason, envelope=envelope)
+        if fn is not None and entry is not None:
+            try:
+                envelope = replace(envelope, key=entry_key(fn, envelope))
+            except JobArgsError as exc:
+                logger.error("entry-topic message has no usable key; to the dead-letter queue", extra={"job": fn.name})
+                _count(metrics, envelope.job, m.DEAD)
+                return Verdict(action=DEAD_ACTION, reason=str(exc), envelope=envelope)
         if fn is None:
             known = ", ".join(sorted(self.jobs)) or "none"
             reason = f"unknown job {envelope.job!r}: {self._source} declares {known} (renamed or removed?)"
@@ -181,6 +193,7 @@ class JobExecutor:
                 self,
                 fn,
                 envelope,
+                claim_key=entry is not None and fn.options.unique is not None,
                 receive_count=receive_count,
                 fifo=fifo,
                 time_left_s=time_left_s,
@@ -213,6 +226,7 @@ class _Delivery:
         fn: JobFunction[..., Any],
         envelope: Envelope,
         *,
+        claim_key: bool = False,
         receive_count: int,
         fifo: bool,
         time_left_s: float | None,
@@ -220,6 +234,7 @@ class _Delivery:
         metrics: JobMetrics | None,
     ) -> None:
         self.fn = fn
+        self.claim_key = claim_key  # a unique job from the entry topic: no enqueue claimed its key
         self.options = fn.options
         self.envelope = envelope
         self.receive_count = max(receive_count, 1)
@@ -258,6 +273,10 @@ class _Delivery:
         if self.store is None:
             attempt = self.envelope.attempt + (self.receive_count if self.fifo else 1)
         else:
+            if self.claim_key:
+                refused = self.claim_entry_key()
+                if refused is not None:
+                    return refused
             started = self.start_tracked()
             if isinstance(started, Verdict):
                 return started
@@ -271,6 +290,38 @@ class _Delivery:
         return self.attempt(attempt)
 
     # -- starting a tracked job ---------------------------------------------------------------------------------
+
+    def claim_entry_key(self) -> Verdict | None:
+        """Claim a bare unique job's key as `enqueue` would have (jobs/entry.py): None to run on, else the verdict
+        (a duplicate: skipped; the Jobs table cannot be reached: held). A job id that has a row was accepted before
+        (a retry, a redelivery, an SNS duplicate of its `id`): it never claims again, its row decides."""
+        assert self.store is not None
+        key = self.envelope.key
+        assert key is not None
+        assert self.options.unique is not None
+        scope = KeyScope(self.options.unique)
+        try:
+            if self.store.get(self.envelope.id) is not None:
+                return None
+            claim = self.store.claim_key(
+                self.name,
+                key,
+                job_id=self.envelope.id,
+                scope=scope,
+                window_s=self.options.unique_window_s if scope is KeyScope.WINDOW else None,
+            )
+        except Exception as exc:  # nothing ran, nothing is spent: the claim is tried again on the next delivery
+            logger.warning(
+                "cannot claim the unique key: Jobs table error; handing it back", extra={"error": _describe(exc)}
+            )
+            return self.verdict(HELD, f"Jobs table error before the start: {_describe(exc)}", delay_s=None)
+        if claim.duplicate:
+            logger.info(
+                "duplicate of a unique job (its key is held); skipping it", extra={"key": key, "held_by": claim.job_id}
+            )
+            _count(self.metrics, self.name, m.DUPLICATE)
+            return self.verdict(SKIPPED, f"duplicate: key {key!r} is held by job {claim.job_id}")
+        return None
 
     def start_tracked(self) -> int | Verdict:
         """The attempt number now started (row marked running), or the verdict of a delivery that must not run."""

@@ -22,6 +22,7 @@ SUCCEEDED = "JobSucceeded"  # attempts that returned
 FAILED = "JobFailed"  # attempts that raised or timed out (each one, retried or not)
 RETRIED = "JobRetried"  # failed attempts that will run again
 DEAD = "JobDead"  # jobs given up on (retries spent, non-retryable, malformed or unknown)
+DUPLICATE = "JobDuplicate"  # entry-topic deliveries of a unique job whose key another job holds (skipped)
 DURATION = "JobDurationMs"  # each attempt's run time
 START_LATENCY = "JobStartLatencyMs"  # from enqueue (or run_at, when later) to the first attempt's start
 MAX_VALUES_PER_METRIC = 100  # EMF carries at most 100 values per metric in one line

@@ -11,10 +11,12 @@ from functools import cached_property
 
 from sqsloops.dispatch import HandlerKind
 from sqsloops.errors import ConfigError
-from sqsloops.handlers import JOBS
+from sqsloops.handlers import HTTP, JOBS
 from sqsloops.jobs.catalog import CatalogReader
 from sqsloops.jobs.client import JobClient
+from sqsloops.jobs.http import HttpKind, SecretSource
 from sqsloops.jobs.missed import CatalogSweep, sweep_catalog
+from sqsloops.jobs.receipts import ReceiptDesk
 from sqsloops.jobs.runner import JobsKind
 from sqsloops.jobs.store import JobStore
 from sqsloops.root import Root
@@ -62,10 +64,29 @@ class JobsRoot(Root):
         client.install()
         return client
 
+    @cached_property
+    def http_secrets(self) -> SecretSource | None:
+        """The http: workers' signing secret, read (and cached) on first use; None when the stack has none."""
+        if not self.settings.http_secret_arn:
+            return None
+        return SecretSource(
+            secretsmanager=self.clients.get("secretsmanager"), secret_id=self.settings.http_secret_arn, clock=self.clock
+        )
+
+    @cached_property
+    def receipt_desk(self) -> ReceiptDesk | None:
+        """Where http: workers' receipts land (POST /jobs/{id}/receipt); None without a Jobs table or a secret."""
+        store, secrets = self.job_store, self.http_secrets
+        if store is None or secrets is None:
+            return None
+        return ReceiptDesk(store=store, sqs=self.sqs, secrets=secrets)
+
     def handler_kinds(self) -> dict[str, HandlerKind]:
-        """The core kinds, and the job runner (`jobs:`), which asks for the Jobs table only when it runs a job."""
+        """The core kinds, the job runner (`jobs:`), which asks for the Jobs table only when it runs a job, and the
+        web-app workers (`http:`), which ask for the table and the secret when a registration first uses them."""
         jobs = JobsKind(sqs=self.sqs, store=lambda: self.job_store, clock=self.clock)
-        return {**super().handler_kinds(), JOBS: jobs}
+        http = HttpKind(store=lambda: self.job_store, secrets=lambda: self.http_secrets, clock=self.clock)
+        return {**super().handler_kinds(), JOBS: jobs, HTTP: http}
 
     def sweep_missed_runs(self) -> CatalogSweep | None:
         """The missed-run sweep of the catalog's cron jobs (jobs/missed.py), with the stack's schedule group, so a

@@ -9,9 +9,16 @@ Each message goes through jobs/execution.py, and its `Verdict` becomes what `sqs
                             on FIFO) carries the attempt
     retry, untracked        send a copy with attempt + 1 (DelaySeconds up to 15 min, run_at beyond), then delete
                             this one; if the send fails, hide this one for the delay instead
-    dead                    to the queue's DLQ (Failure.dead: settle sends, then deletes), with the reason
+    dead                    to the queue's DLQ (Failure.dead: settle sends, then deletes), with the reason; a bare
+                            entry-topic message that was wrapped goes there as its envelope, sent here, then
+                            deleted (below); if that send fails, it is hidden for the queue's backoff instead
 
 No new settle hook is needed: a re-sent retry is a send made here, followed by an ordinary success.
+
+A dead bare message (jobs/entry.py) is dead-lettered as the envelope it was wrapped into, not as itself: its job id
+may be the delivery's SQS message id, which a copy to the DLQ would not keep, so a redrive would run it under a new
+id (a second row, the dead one never settled). The envelope carries the id, the key and the args, and a redrive
+moves it like any other. A bare message that could not be wrapped (malformed) goes as itself, with its reason.
 
 On a FIFO queue a group's later messages in the batch do not run once an earlier one did not succeed (serial per
 key): they are handed back at once, behind it.
@@ -46,6 +53,7 @@ from sqsloops.jobs.execution import (
 )
 from sqsloops.jobs.metrics import JobMetrics
 from sqsloops.log import logger
+from sqsloops.queues import queue_url_of, redrive_policy
 from sqsloops.transient import call_aws
 
 if TYPE_CHECKING:
@@ -165,6 +173,7 @@ class JobsDispatcher:
         self._clock = clock
         self._metrics = metrics
         self._time_left_s = time_left_s
+        self._dlq_url: str | None = None  # looked up when a bare message first dies
 
     def dispatch(self, records: list[Record]) -> Outcome:
         metrics = JobMetrics() if self._metrics else None
@@ -210,6 +219,10 @@ class JobsDispatcher:
         envelope = verdict.envelope
         reason = f"job {envelope.job} {envelope.id}: {verdict.reason}" if envelope is not None else verdict.reason
         if verdict.action == DEAD_ACTION:
+            if envelope is not None and not self._fifo and bare_message(record) is not None:
+                if self._dead_letter_envelope(record, verdict, reason):
+                    return Outcome(succeeded=(message_id,))
+                return Outcome(failed=(Failure(message_id, f"{reason} (not moved to the DLQ yet: retried)"),))
             return Outcome(failed=(Failure(message_id, reason, dead=True),))
         if verdict.action == HELD:
             return Outcome(
@@ -221,6 +234,40 @@ class JobsDispatcher:
                 return Outcome(failed=(Failure(message_id, reason, retry_in_s=delay_s),))
         return Outcome(succeeded=(message_id,))
 
+    def _dead_letter_envelope(self, record: Record, verdict: Verdict, reason: str) -> bool:
+        """Send a dead bare message's envelope to the queue's DLQ (module doc); False if it could not be sent (no DLQ,
+        a refused send): the message is then retried, so it is never in neither queue."""
+        assert verdict.envelope is not None
+        copy = verdict.envelope.with_attempt(verdict.attempt)
+        request: dict[str, Any] = {"MessageBody": copy.to_json()}
+        attributes = _non_entry_attributes(record)
+        if attributes:
+            request["MessageAttributes"] = attributes
+        try:
+            if self._dlq_url is None:
+                policy = call_aws(lambda: redrive_policy(self._sqs, self._queue_url))
+                if policy is None:
+                    raise HandlerError("the queue has no dead-letter queue (no RedrivePolicy)")
+                self._dlq_url = call_aws(lambda: queue_url_of(self._sqs, policy.dead_letter_arn))
+            request["QueueUrl"] = self._dlq_url
+            call_aws(lambda: self._sqs.send_message(**request))
+        except Exception as exc:
+            logger.warning(
+                "cannot send a dead entry-topic job's envelope to the dead-letter queue; it will be retried instead",
+                extra={"job_id": copy.id, "job": copy.job, "reason": reason, "error": f"{type(exc).__name__}: {exc}"},
+            )
+            return False
+        logger.warning(
+            "message is dead; its envelope moved to the dead-letter queue",
+            extra={
+                "message_id": record["messageId"],
+                "job_id": copy.id,
+                "reason": reason,
+                "dead_letter_queue": self._dlq_url,
+            },
+        )
+        return True
+
     def _resend(self, record: Record, verdict: Verdict, delay_s: float) -> bool:
         """Send an untracked job's retry as a copy carrying its attempt count; False if it could not be sent."""
         assert verdict.envelope is not None
@@ -231,12 +278,7 @@ class JobsDispatcher:
             "MessageBody": copy.to_json(),
             "DelaySeconds": min(MAX_DELAY_SECONDS, math.ceil(delay_s)),
         }
-        # The copy is an envelope: the entry topic's attributes (jobs/entry.py) would make it read as a bare message.
-        attributes = {
-            name: value
-            for name, value in sendable_attributes(record.get("messageAttributes", {})).items()
-            if name not in ENTRY_ATTRIBUTES
-        }
+        attributes = _non_entry_attributes(record)
         if attributes:
             request["MessageAttributes"] = attributes
         try:
@@ -248,6 +290,16 @@ class JobsDispatcher:
             )
             return False
         return True
+
+
+def _non_entry_attributes(record: Record) -> dict[str, MessageAttributeValueTypeDef]:
+    """The record's message attributes for a copy sent as an envelope: without the entry topic's (jobs/entry.py),
+    which would make it read as a bare message."""
+    return {
+        name: value
+        for name, value in sendable_attributes(record.get("messageAttributes", {})).items()
+        if name not in ENTRY_ATTRIBUTES
+    }
 
 
 def _left_s(budget: WorkBudget | None) -> float | None:

@@ -4,7 +4,9 @@ moto's CloudFormation creates no API Gateway v2 resources, and moto's apigateway
 template's `AWS::Serverless::HttpApi` routes are served here, on 127.0.0.1, one server per HttpApi:
 
 1. Match the request to a route (the `HttpApi` events of the template's functions); none: 404 `Not Found`.
-2. Verify its SigV4 signature (service `execute-api`, the stack's region) against the embedded credentials:
+2. Verify its SigV4 signature (service `execute-api`, the stack's region) against the embedded credentials (except on
+   a route whose event says `Auth: {Authorizer: NONE}`, as the receipt route of http: workers, which API Gateway
+   passes through unsigned too: the function checks its own HMAC):
    missing, for another service or region, older than five minutes, or not matching what botocore's own signer
    computes for the same request: 403, as API Gateway answers. The embedded account's credentials are allowed to
    invoke every route (on AWS the caller's IAM policy decides: see the template's JobsApiInvokePolicy).
@@ -69,6 +71,7 @@ class Route:
     method: str
     path: str
     function_name: str
+    signed: bool = True  # False: `Auth: {Authorizer: NONE}`, no SigV4 asked
     pattern: re.Pattern[str] = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -110,7 +113,8 @@ def http_api_routes(sam: Mapping[str, Any], function_names: Mapping[str, str]) -
             if api_id not in routes:
                 continue
             method = str(properties.get("Method", "ANY")).upper()
-            routes[api_id].append(Route(method, str(properties["Path"]), function_names[logical_id]))
+            signed = str((properties.get("Auth") or {}).get("Authorizer", "")).upper() != "NONE"
+            routes[api_id].append(Route(method, str(properties["Path"]), function_names[logical_id], signed))
     return routes
 
 
@@ -377,14 +381,18 @@ class HttpApiGateway:
             return _json_response(404, {"message": "Not Found"})
         now_s = self._clock.now()
         try:
-            access_key = verify_sigv4(
-                method=method,
-                target=target,
-                headers=_Headers(headers),
-                body=body,
-                secrets=self._secrets,
-                region=self.region,
-                now_s=now_s,
+            access_key = (
+                None
+                if not route.signed
+                else verify_sigv4(
+                    method=method,
+                    target=target,
+                    headers=_Headers(headers),
+                    body=body,
+                    secrets=self._secrets,
+                    region=self.region,
+                    now_s=now_s,
+                )
             )
         except SignatureError as exc:
             return _json_response(403, exc.body)

@@ -4,7 +4,8 @@ Steps: zip each function's CodeUri and each layer's ContentUri, upload them to m
 them; translate SAM to CloudFormation offline (samtranslator, with a managed-policy loader that never calls IAM);
 `create_stack`; then, by API, what moto 5.2.5 ignores or drops: SNS subscriptions, topic and queue policies, CloudWatch
 alarms, Lambda EventInvokeConfig, function layers (and string environment values), reserved concurrency, DynamoDB
-TTL.
+TTL, Scheduler schedule groups, and Secrets Manager secrets (a generated value as GenerateSecretString asks; each
+function's `!Ref` to one is set to the secret's ARN).
 
 A layer zip carries its ContentUri directory under `python/`: the files its `layer.txt` lists when it has one
 (for this template, lib/layer.txt: the runtime, i.e. sqsloops core and jobs, without ops/, cli/, local/), with
@@ -28,6 +29,7 @@ import io
 import json
 import logging
 import os
+import secrets as secrets_module
 import threading
 import time
 import uuid
@@ -74,6 +76,7 @@ COMPLETED_TYPES = (
     "AWS::SQS::QueuePolicy",
     "AWS::ApiGatewayV2::Api",  # the HttpApi (SAM's transform makes these two): served by local/gateway.py
     "AWS::ApiGatewayV2::Stage",
+    "AWS::SecretsManager::Secret",
 )
 _SKIPPED_FILES = {"__pycache__", ".pytest_cache", ".mypy_cache"}
 # A layer directory holding this file ships only what it lists (the same file lib/Makefile reads for sam build).
@@ -323,6 +326,10 @@ def deploy(
     completion = _Completion(cfn=cfn, stack_id=stack["StackId"], stack_name=stack_name, client=client, say=say)
     completion.run()
     outputs = {o["OutputKey"]: str(o.get("OutputValue", "")) for o in stack.get("Outputs", [])}
+    for name, output in (cfn.get("Outputs") or {}).items():  # a Ref to a secret moto did not create: its ARN
+        value = output.get("Value") if isinstance(output, dict) else None
+        if isinstance(value, dict) and value.get("Ref") in completion.secret_arns:
+            outputs[name] = completion.secret_arns[value["Ref"]]
     return Deployment(
         stack_name=stack_name,
         outputs=outputs,
@@ -364,11 +371,13 @@ class _Completion:
     function_names: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     resource_map: Any = None  # moto's, for the created stack
+    secret_arns: dict[str, str] = field(default_factory=dict)  # logical id -> ARN of the secrets created here
 
     def run(self) -> None:
         _, _, _, region, account, _ = self.stack_id.split(":", 5)
         self.resource_map = cloudformation_backends[account][region].get_stack(self.stack_id).resource_map
         handlers: dict[str, Callable[[str, dict[str, Any]], None]] = {
+            "AWS::SecretsManager::Secret": self._secret,  # first: the functions' environment names them
             "AWS::Lambda::Function": self._function,
             "AWS::DynamoDB::Table": self._table,
             "AWS::Lambda::EventInvokeConfig": self._event_invoke_config,
@@ -407,8 +416,15 @@ class _Completion:
         layers = [self._layer_arn(layer) for layer in self.cfn["Resources"][logical_id]["Properties"].get("Layers", [])]
         if layers and [layer["Arn"] for layer in config.get("Layers", [])] != layers:
             update["Layers"] = layers
-        variables = config.get("Environment", {}).get("Variables", {})
-        if any(not isinstance(value, str) for value in variables.values()):
+        variables = dict(config.get("Environment", {}).get("Variables", {}))
+        declared = self.cfn["Resources"][logical_id]["Properties"].get("Environment", {}).get("Variables", {})
+        secrets = {
+            key: self.secret_arns[value["Ref"]]
+            for key, value in declared.items()
+            if isinstance(value, dict) and value.get("Ref") in self.secret_arns
+        }
+        if secrets or any(not isinstance(value, str) for value in variables.values()):
+            variables |= secrets
             update["Environment"] = {"Variables": {key: _cfn_string(value) for key, value in variables.items()}}
         if update:
             lambda_.update_function_configuration(FunctionName=name, **update)
@@ -475,6 +491,33 @@ class _Completion:
             Attributes=attributes,
             ReturnSubscriptionArn=True,
         )
+
+    def _secret(self, logical_id: str, properties: dict[str, Any]) -> None:
+        """A secret with its SecretString, or the value GenerateSecretString describes (template JSON plus one
+        generated key), generated here; KmsKeyId as given."""
+        value = properties.get("SecretString")
+        generate = properties.get("GenerateSecretString") or {}
+        if value is None:
+            length = int(generate.get("PasswordLength", 32))
+            generated = secrets_module.token_hex(length)[:length]
+            template = generate.get("SecretStringTemplate")
+            if template is not None and generate.get("GenerateStringKey"):
+                value = json.dumps({**json.loads(template), str(generate["GenerateStringKey"]): generated})
+            else:
+                value = generated
+        request: dict[str, Any] = {"Name": str(properties.get("Name") or f"{self.stack_name}-{logical_id}")}
+        request["SecretString"] = str(value)
+        for key in ("Description", "KmsKeyId"):
+            if isinstance(properties.get(key), str):
+                request[key] = properties[key]
+        client = self.client("secretsmanager")
+        try:
+            arn = client.create_secret(**request)["ARN"]
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ResourceExistsException":
+                raise
+            arn = client.describe_secret(SecretId=request["Name"])["ARN"]
+        self.secret_arns[logical_id] = str(arn)
 
     def _schedule_group(self, logical_id: str, properties: dict[str, Any]) -> None:
         """The job schedules' group (JobsScheduleGroup): `jobs apply` and delayed enqueues create schedules in it."""

@@ -7,18 +7,25 @@ send and the delete leaves a copy in both queues; the runner skips a tracked job
 FIFO queue's deduplication id (the DLQ message's id) drops the second send within five minutes. Messages not
 selected (`--id`) are hidden during the scan and handed back at its end. StartMessageMoveTask would move a whole
 DLQ without resetting attempts (and moto lacks it), so it is not used.
+
+Bare entry-topic messages (jobs/entry.py): the runner dead-letters one as its wrapped envelope (jobs/runner.py),
+which is moved like any other. One that SQS moved itself (maxReceiveCount) is still bare: it is read by wrapping it
+as the runner does, its id from its `id` attribute, else its MessageId (the original delivery's when the redrive
+policy moved it: moto keeps it; not checked against AWS here), and sent back as that envelope (attempts reset). A
+bare message that cannot be wrapped is counted unreadable and left where it is.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from sqsloops.clock import SYSTEM_CLOCK, Clock
 from sqsloops.errors import ConfigError
 from sqsloops.jobs.catalog import CatalogEntry, read_catalog
+from sqsloops.jobs.entry import bare_message
 from sqsloops.jobs.envelope import Envelope
 from sqsloops.jobs.errors import MalformedEnvelopeError, UnknownJobError
 from sqsloops.jobs.store import JobStore
@@ -150,6 +157,7 @@ class JobsAdmin:
                     VisibilityTimeout=SCAN_HIDE_S,
                     WaitTimeSeconds=0,
                     MessageSystemAttributeNames=["All"],
+                    MessageAttributeNames=["All"],
                 ).get("Messages", [])
                 fresh = [m for m in messages if m["MessageId"] not in seen]
                 if not fresh:
@@ -159,7 +167,7 @@ class JobsAdmin:
                 for message in fresh:
                     seen.add(message["MessageId"])
                     try:
-                        envelope = Envelope.parse(message["Body"])
+                        envelope = self._envelope_of(message)
                     except MalformedEnvelopeError:
                         unreadable += 1
                         passed_over.append(message["ReceiptHandle"])
@@ -179,6 +187,20 @@ class JobsAdmin:
         for missing in sorted((wanted or set()) - set(done) - set(failed)):
             failed[missing] = "not in the dead-letter queue"
         return Moved(done, failed, unreadable)
+
+    def _envelope_of(self, message: Mapping[str, Any]) -> Envelope:
+        """A DLQ message's envelope: its body, or a bare message wrapped (module doc); MalformedEnvelopeError."""
+        bare = bare_message(
+            {
+                "body": message.get("Body", ""),
+                "messageId": message.get("MessageId", ""),
+                "messageAttributes": message.get("MessageAttributes") or {},
+                "attributes": message.get("Attributes") or {},
+            }
+        )
+        if bare is None:
+            return Envelope.parse(message["Body"])
+        return bare.wrap(now=self.clock.now())
 
     def _move(self, entry: CatalogEntry, batch: list[tuple[dict[str, Any], Envelope]]) -> Moved:
         dlq = self.dlq_url(entry.job)

@@ -455,7 +455,7 @@ class EntryRoutes:
             while limit is None or len(seen) < limit:
                 messages = self._sqs.receive_message(
                     QueueUrl=url,
-                    MaxNumberOfMessages=BATCH,
+                    MaxNumberOfMessages=BATCH if limit is None else min(BATCH, limit - len(seen)),
                     VisibilityTimeout=SCAN_HIDE_S,
                     WaitTimeSeconds=0,
                     MessageAttributeNames=["All"],

@@ -43,7 +43,12 @@ def once(n: int) -> None:
     RAN.append(("once", n))
 
 
-RUNNABLE: dict[str, JobFunction[..., Any]] = {fn.name: fn for fn in (greet, ping, once)}
+@job(unique="until_done")
+def once_any(n: int) -> None:
+    RAN.append(("once_any", n))
+
+
+RUNNABLE: dict[str, JobFunction[..., Any]] = {fn.name: fn for fn in (greet, ping, once, once_any)}
 
 
 @pytest.fixture
@@ -296,7 +301,10 @@ def test_an_untracked_bare_job_runs_with_no_row(aws: Clients, executor: JobExecu
         ('["ada"]', {"job": "greet", "delay": "10m"}, "no delay"),
         ('["ada"]', {"job": "no such job!"}, "not a valid job name"),
         ('["ada"]', {"job": "unknown_here"}, "unknown job 'unknown_here'"),
-        ("[1]", {"job": "once", "key": "k-1"}, "is unique"),
+        ("[1]", {"job": "once_any"}, "declares no key template"),  # unique: needs a key attribute
+        ("[]", {"job": "once"}, "do not fit"),  # its key template cannot be rendered over no args
+        ('["ada"]', {"job": "greet", "key": "k"}, "is for unique jobs"),
+        ("[1]", {"job": "once", "key": "k" * 513}, "key"),  # over the 512-byte key limit
         ('["a", "b", "c"]', {"job": "greet"}, "do not fit its signature"),
     ],
 )
