@@ -23,6 +23,7 @@ from typing import Any, Generic, Literal, NoReturn, ParamSpec, Protocol, TypeVar
 
 from sqsloops import defaults
 from sqsloops.errors import ConfigError
+from sqsloops.handlers import parse_http_target
 from sqsloops.jobs.context import current_enqueuer
 from sqsloops.jobs.cron import DEFAULT_TZ, CronExpression, MissedPolicy, check_missed_policy, check_timezone
 from sqsloops.jobs.durations import S_PER_DAY, S_PER_MINUTE, DurationLike, RateLike, parse_duration_s, parse_rate_per_s
@@ -104,6 +105,9 @@ class JobOptions:
     result_ttl_s: float
     runs_in: RunsIn
     failure_alarm: float | None = DEFAULT_FAILURE_ALARM  # alarm above this failure rate of attempts; None: no alarm
+    # Runs in a web app: the queue's registration is this `http:` target (URL, then its options in the fragment),
+    # whose loops POST each job to the app (jobs/http.py); None: the function runs in the loop.
+    http_target: str | None = None
 
     @property
     def retries(self) -> int:
@@ -428,6 +432,8 @@ class _Declared:
     result_ttl: DurationLike | None = None
     runs_in: RunsIn = "loop"
     failure_alarm: float | None = DEFAULT_FAILURE_ALARM
+    http: str | None = None
+    receipt_timeout: DurationLike | None = None
 
 
 @dataclass(frozen=True)
@@ -551,6 +557,7 @@ def _options(function: Callable[..., Any], given: _Declared) -> JobOptions:
     schedule = _schedule(job, given, signature)
     with _option(job, "failure_alarm"):
         failure_alarm = _check_failure_alarm(given.failure_alarm)
+    http_target = _http_target(job, given, timeout_s, uniqueness.unique)
     return JobOptions(
         name=job,
         queue=queue,
@@ -572,7 +579,39 @@ def _options(function: Callable[..., Any], given: _Declared) -> JobOptions:
         result_ttl_s=schedule.result_ttl_s,
         runs_in=runs_in,
         failure_alarm=failure_alarm,
+        http_target=http_target,
     )
+
+
+def _http_target(job: str, given: _Declared, timeout_s: float, unique: UniqueScope | None) -> str | None:
+    """The `http:` target of a job that runs in a web app (`http=URL`), checked as a registration would be."""
+    if given.http is None:
+        if given.receipt_timeout is not None:
+            raise JobDefinitionError(job, "receipt_timeout", "applies to http jobs only; set http= too")
+        return None
+    with _option(job, "http"):
+        if given.runs_in != "loop":
+            _refuse("an http job runs in the web app and the loops POST it to the app; leave runs_in out")
+        if not given.track:
+            _refuse("an http job is tracked: its attempts and its receipt are held in the jobs table")
+        if unique is not None:
+            _refuse("unique http jobs are not supported: the http: runner does not free keys; drop unique")
+        if given.backoff is not None or given.non_retryable:
+            _refuse(
+                "an http job retries with the default backoff, and the app decides what is not retryable (a 4xx"
+                " answer is dead at once, Retry-After sets a delay); drop backoff and non_retryable"
+            )
+        if not isinstance(given.http, str):
+            _refuse(f"must be the app's URL, e.g. 'https://app.example.com/jobs/{{job}}', got {given.http!r}")
+        options = {"timeout": f"{timeout_s:g}s", "retries": str(given.retries)}
+        if given.receipt_timeout is not None:
+            options["receipt_timeout"] = f"{parse_duration_s(given.receipt_timeout):g}s"
+        target = given.http + "#" + "&".join(f"{name}={value}" for name, value in options.items())
+        try:
+            parse_http_target(target)
+        except ConfigError as exc:
+            _refuse(str(exc).removeprefix("http handler: "))
+        return target
 
 
 class _Decorator(Protocol):
@@ -607,6 +646,8 @@ def job(
     result_ttl: DurationLike | None = None,
     runs_in: RunsIn = "loop",
     failure_alarm: float | None = DEFAULT_FAILURE_ALARM,
+    http: str | None = None,
+    receipt_timeout: DurationLike | None = None,
 ) -> _Decorator: ...
 
 
@@ -617,7 +658,9 @@ def job(fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
     full-jitter exponential backoff; timeout = DEFAULT_TIMEOUT_S; concurrency = the registration default; scale to
     zero; tz = UTC; missed = "skip"; tracked, results kept DEFAULT_RESULT_TTL_S; runs in the loop. tz, missed and
     catch_up_window apply to cron jobs only; key needs unique; ordering defaults to "serial" with group_by;
-    failure_alarm = DEFAULT_FAILURE_ALARM (the failure-rate alarm `jobs apply` puts; None: none).
+    failure_alarm = DEFAULT_FAILURE_ALARM (the failure-rate alarm `jobs apply` puts; None: none). `http=URL` makes
+    it a job of a web app: the function only declares its arguments, and the loops POST each job to the URL
+    (`{job}` is the job's name; timeout, retries and receipt_timeout go with it; see jobs/http.py).
     """
     try:
         given = _Declared(**options)
@@ -669,7 +712,11 @@ def _check_shared_queues(jobs: Iterable[JobFunction[..., Any]]) -> None:
         if first is current:
             continue
         mine, theirs = current.options, first.options
-        differences = [setting for setting in ("fifo", "runs_in") if getattr(mine, setting) != getattr(theirs, setting)]
+        differences = [
+            setting
+            for setting in ("fifo", "runs_in", "http_target")
+            if getattr(mine, setting) != getattr(theirs, setting)
+        ]
         differences += [
             setting
             for setting in _QUEUE_SETTINGS

@@ -37,7 +37,7 @@ from botocore.exceptions import ClientError
 
 from sqsloops import defaults
 from sqsloops.errors import ConfigError, SqsloopsError
-from sqsloops.handlers import JOBS
+from sqsloops.handlers import HTTP, JOBS
 from sqsloops.jobs.catalog import Catalog, CatalogEntry, read_catalog, write_catalog
 from sqsloops.jobs.definition import DLQ_SUFFIX, FIFO_SUFFIX, VISIBILITY_PER_TIMEOUT, JobFunction, jobs_in
 from sqsloops.jobs.envelope import ENVELOPE_VERSION
@@ -134,6 +134,12 @@ class _Queue:
     concurrency: int | None
     min_loops: int
     rate_per_s: float | None
+    http_target: str | None = None  # its jobs run in a web app (`@job(http=...)`): the loops POST them there
+
+    @property
+    def handler(self) -> str:
+        """The registration's handler: the module's jobs run in the loop, or are POSTed to their web app."""
+        return f"{HTTP}:{self.http_target}" if self.http_target is not None else f"{JOBS}:{self.module}"
 
     @property
     def batch_size(self) -> int:
@@ -252,7 +258,7 @@ class JobsApply:
         for queue in queues.values():
             steps += self._queue_steps(queue, known, warnings)
             other = queue.name.removesuffix(FIFO_SUFFIX) if queue.fifo else queue.name + FIFO_SUFFIX
-            if self._ours(self._url(other), module_name):
+            if self._ours(self._url(other), module_name, catalog):
                 retire[other] = "replaced by " + queue.name
                 steps.append(Step("replace", "queue", other, f"{'standard' if queue.fifo else 'FIFO'} -> {queue.name}"))
         ours = self._our_entries(catalog, module_name, jobs)
@@ -268,7 +274,7 @@ class JobsApply:
             # and queues still registered to this module that no job uses (a prune blocked earlier by messages)
             for config in self._admin.list():
                 queue_name = config.queue_url.rsplit("/", 1)[-1]
-                if config.handler == f"{JOBS}:{module_name}" and queue_name not in wanted_queue_names:
+                if self._owned(config, module_name, catalog) and queue_name not in wanted_queue_names:
                     retire.setdefault(queue_name, f"no job of {module_name} uses it")
         steps.append(self._catalog_step(catalog, jobs, queues, known, drop=removed if prune else []))
         if self._entry is not None:
@@ -331,6 +337,7 @@ class JobsApply:
                     concurrency=options.concurrency,
                     min_loops=options.min_loops,
                     rate_per_s=options.rate_per_s,
+                    http_target=options.http_target,  # one per queue: jobs_in refuses jobs sharing one that differ
                 )
                 queues[options.queue] = queue
             queue.jobs.append(fn)
@@ -413,7 +420,7 @@ class JobsApply:
     def _wanted_config(self, queue: _Queue, url: str, module: str) -> QueueConfig:
         return QueueConfig(
             queue_url=url,
-            handler=f"{JOBS}:{module}",
+            handler=queue.handler,
             min_loops=queue.min_loops,
             max_loops=queue.concurrency if queue.concurrency is not None else max(defaults.MAX_LOOPS, queue.min_loops),
             batch_size=queue.batch_size,
@@ -430,7 +437,7 @@ class JobsApply:
                 result = self._admin.register(self._wanted_config(queue, main.url, module))
                 warnings.extend(result.warnings)
 
-            detail = f"jobs:{module}, loops {queue.min_loops}-{queue.concurrency or 'default'}"
+            detail = f"{queue.handler}, loops {queue.min_loops}-{queue.concurrency or 'default'}"
             return [
                 Step("create", "registration", queue.name, detail, run=register),
                 Step("create", "alarms", queue.name),
@@ -445,7 +452,7 @@ class JobsApply:
                 warnings.extend(result.warnings)
 
             return [
-                Step("create", "registration", queue.name, f"jobs:{module}", run=register_existing),
+                Step("create", "registration", queue.name, queue.handler, run=register_existing),
                 Step("create", "alarms", queue.name),
             ]
         fields = ("handler", "min_loops", "max_loops", "batch_size", "visibility_timeout_s", "rate_per_s")
@@ -703,12 +710,23 @@ class JobsApply:
 
     # --- retiring queues --------------------------------------------------------------------------------------
 
-    def _ours(self, url: str | None, module_name: str) -> bool:
+    def _ours(self, url: str | None, module_name: str, catalog: Catalog) -> bool:
         """A queue is ours to retire when it is registered to this module's jobs."""
         if url is None:
             return False
         config = self._admin.registry.find(url)
-        return config is not None and config.handler == f"{JOBS}:{module_name}"
+        return config is not None and self._owned(config, module_name, catalog)
+
+    @staticmethod
+    def _owned(config: QueueConfig, module_name: str, catalog: Catalog) -> bool:
+        """Registered to this module: `jobs:<module>`, or an http: queue of a job the catalog says is this
+        module's (an http: handler names a URL, not the module)."""
+        if config.handler == f"{JOBS}:{module_name}":
+            return True
+        return config.handler.startswith(f"{HTTP}:") and any(
+            entry.queue_url == config.queue_url and (entry.module or "").startswith(_package_of(module_name))
+            for entry in catalog.entries.values()
+        )
 
     def _retire_steps(self, queue_name: str, why: str, *, force: bool) -> list[Step]:
         url = self._url(queue_name)
@@ -774,3 +792,9 @@ def _same_attribute(key: str, have: str | None, want: str) -> bool:
             and str(mine.get("maxReceiveCount")) == str(theirs.get("maxReceiveCount"))
         )
     return str(have).lower() == str(want).lower()
+
+
+def _package_of(module_name: str) -> str:
+    """`app` of `app.jobs`: the catalog names the module a job's function is in, which may be a sibling of the one
+    applied (app.jobs importing app.billing's jobs)."""
+    return module_name.split(".", 1)[0]
