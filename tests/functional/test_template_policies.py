@@ -698,12 +698,15 @@ def test_the_traced_scenarios_reach_their_resources_under_the_stacks_names(
     } <= resources
 
 
-def test_the_process_function_writes_whole_items_only_to_claim_unique_keys() -> None:
-    # the entry topic's unique jobs are claimed by the runner (PutItem), and a python: handler shares the role:
-    # its PutItem reaches key# items only, never a job's row, the catalog or a registration
+def test_the_process_function_writes_whole_items_only_of_job_rows_and_unique_keys() -> None:
+    # the runner puts whole job rows (a fast job's start and success, JobStore.mark_ran) and claims the entry
+    # topic's unique keys, and a python: handler shares the role: its PutItem reaches job# and key# items only,
+    # never the catalog or another kind of item
     stack = Stack()
     puts = [s for s in stack.role_statements("ProcessFunction") if "dynamodb:PutItem" in as_list(s["Action"])]
-    assert [s.get("Condition") for s in puts] == [{"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["key#*"]}}]
+    leading = {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["key#*", "job#*"]}}
+    assert [s.get("Condition") for s in puts] == [leading]
     assert [s["Resource"] for s in puts] == [f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{JOBS_TABLE}"]
     assert fnmatch.fnmatchcase(key_pk("once", "entry-3"), "key#*")
-    assert not fnmatch.fnmatchcase(job_pk("j-entry"), "key#*")
+    assert fnmatch.fnmatchcase(job_pk("j-entry"), "job#*")
+    assert not any(fnmatch.fnmatchcase("catalog#jobs", pattern) for pattern in ("key#*", "job#*"))

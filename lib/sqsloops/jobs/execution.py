@@ -33,21 +33,23 @@ from __future__ import annotations
 
 import json
 import random
+import threading
 import traceback as tracebacks
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol, cast
 
 from sqsloops.clock import SYSTEM_CLOCK, Clock
 from sqsloops.jobs import metrics as m
 from sqsloops.jobs.current import JobContext, running_as
-from sqsloops.jobs.entry import entry_key
+from sqsloops.jobs.entry import bare_message, entry_key
 from sqsloops.jobs.envelope import RUN_AT_PAST_TOLERANCE_S, Envelope, json_safe
 from sqsloops.jobs.errors import JobArgsError, MalformedEnvelopeError
 from sqsloops.jobs.retry_policy import MAX_RETRY_DELAY_S, Decision
 from sqsloops.jobs.states import CANCELLED, DEAD, RUNNING, SUCCEEDED
-from sqsloops.jobs.store import JobRecord, KeyClaim, KeyScope, Refused
+from sqsloops.jobs.store import JobRecord, JobStore, KeyClaim, KeyScope, Refused
 from sqsloops.jobs.timeout import call_with_timeout
 from sqsloops.log import logger
 
@@ -65,7 +67,20 @@ DEAD_ACTION: Action = "dead"
 
 STORE_UNAVAILABLE_HOLD_S = None  # a hand-back for a Jobs table error waits the queue's own backoff
 RUNNING_ELSEWHERE_MARGIN_S = 1.0
+# A job read before its batch ran (Prefetched) is started without a write of its own: a job that returns within
+# this is written once, started and succeeded together (JobStore.mark_ran); one still running after it is marked
+# running then, so a status read, the dashboard and a duplicate delivery see it running.
+RUNNING_MARK_AFTER_S = 1.0
 _LOG_KEYS = ("job_id", "job", "attempt")
+
+
+@dataclass(frozen=True)
+class Prefetched:
+    """The rows of a batch's tracked jobs, read in one request before any of them ran (JobStore.get_many): each
+    delivery decides from its row, and writes its start only if it runs long (RUNNING_MARK_AFTER_S)."""
+
+    store: JobStore
+    rows: Mapping[str, JobRecord]
 
 
 class Tracker(Protocol):
@@ -164,6 +179,7 @@ class JobExecutor:
         work_total_s: float | None = None,
         metrics: JobMetrics | None = None,
         entry: BareMessage | None = None,
+        prefetched: Prefetched | None = None,
     ) -> Verdict:
         """One delivery of `body` (or of `entry`, a bare entry-topic message: jobs/entry.py wraps it). Never raises
         for what the message or the job does; only for a bug here."""
@@ -199,9 +215,23 @@ class JobExecutor:
                 time_left_s=time_left_s,
                 work_total_s=work_total_s,
                 metrics=metrics,
+                prefetched=prefetched if fn.options.track else None,
             ).run()
         finally:
             logger.remove_keys(list(_LOG_KEYS))
+
+    def tracked_id(self, record: Mapping[str, Any]) -> str | None:
+        """The job id of a Lambda-shaped SQS record whose job is known here and tracked, else None (what a batch
+        reads the rows of before it runs: JobsDispatcher)."""
+        entry = bare_message(record)
+        try:
+            envelope = (
+                entry.wrap(now=self._clock.now()) if entry is not None else Envelope.parse(record.get("body", ""))
+            )
+        except MalformedEnvelopeError:
+            return None
+        fn = self.jobs.get(envelope.job)
+        return envelope.id if fn is not None and fn.options.track else None
 
     # what _Delivery reads
     @property
@@ -232,8 +262,13 @@ class _Delivery:
         time_left_s: float | None,
         work_total_s: float | None,
         metrics: JobMetrics | None,
+        prefetched: Prefetched | None = None,
     ) -> None:
         self.fn = fn
+        self.prefetched = prefetched
+        self.lazy = False  # started without a write (from the prefetched row): see RUNNING_MARK_AFTER_S
+        self.marked = False  # its start was written after all (it ran long, or it failed)
+        self.started_at = 0.0
         self.claim_key = claim_key  # a unique job from the entry topic: no enqueue claimed its key
         self.options = fn.options
         self.envelope = envelope
@@ -277,7 +312,7 @@ class _Delivery:
                 refused = self.claim_entry_key()
                 if refused is not None:
                     return refused
-            started = self.start_tracked()
+            started = self.start_prefetched(self.prefetched) if self.prefetched is not None else self.start_tracked()
             if isinstance(started, Verdict):
                 return started
             attempt = started
@@ -359,6 +394,17 @@ class _Delivery:
             return self.verdict(HELD, f"Jobs table error before the start: {_describe(exc)}", delay_s=None)
         return self.verdict(HELD, "the Jobs table refused the start; handing it back", delay_s=None)
 
+    def start_prefetched(self, prefetched: Prefetched) -> int | Verdict:
+        """start_tracked decided from the row read with the batch: no write before the job runs."""
+        row = prefetched.rows.get(self.envelope.id)
+        if row is not None and row.job != self.name:
+            return self.dead_now(f"job id {self.envelope.id} belongs to job {row.job}, not {self.name}")
+        gate = self.gate(row) if row is not None else None
+        if gate is not None:
+            return gate
+        self.lazy = True
+        return max(self.envelope.attempt, row.attempts if row is not None else 0) + 1
+
     def gate(self, row: JobRecord) -> Verdict | None:
         """What to do instead of running, given the row; None: run it."""
         if row.state is CANCELLED:
@@ -420,14 +466,57 @@ class _Delivery:
             tracked=self.options.track,
         )
         started_s = self.clock.monotonic()
+        self.started_at = self.clock.now()
         try:
-            with running_as(context):
+            with running_as(context), self.late_start(attempt):
                 value = call_with_timeout(lambda: self.fn.fn(*envelope.args, **envelope.kwargs), self.options.timeout_s)
         except (Exception, SystemExit) as exc:  # whatever the job raised (a timeout too) fails this attempt only
             self.duration(started_s)
             return self.failed(attempt, exc, None)
         self.duration(started_s)
         return self.succeeded(attempt, value)
+
+    @contextmanager
+    def late_start(self, attempt: int) -> Iterator[None]:
+        """For a lazily started job: write `running` if it still runs after RUNNING_MARK_AFTER_S (a timer thread;
+        the job is never waited on for it)."""
+        if not self.lazy:
+            yield
+            return
+        lock = threading.Lock()
+        finished = False
+
+        def mark() -> None:
+            with lock:
+                if not finished:
+                    self.mark_started(attempt)
+
+        timer = threading.Timer(RUNNING_MARK_AFTER_S, mark)
+        timer.daemon = True
+        timer.start()
+        try:
+            yield
+        finally:
+            with lock:
+                finished = True
+            timer.cancel()
+
+    def mark_started(self, attempt: int) -> None:
+        """Write the start of a lazily started job (it runs long, or it failed and its failure follows)."""
+        assert self.store is not None
+        if self.marked:
+            return
+        self.marked = True
+        self.write(
+            "running",
+            lambda: cast(Tracker, self.store).mark_running(
+                self.envelope.id,
+                job=self.name,
+                attempt=attempt,
+                enqueued_at=self.envelope.enqueued_at.timestamp(),
+                ttl_s=self.options.result_ttl_s,
+            ),
+        )
 
     def duration(self, started_s: float) -> None:
         if self.metrics is not None:
@@ -443,20 +532,37 @@ class _Delivery:
                     "job result is not JSON; the job succeeded, its result is not kept", extra={"error": str(exc)}
                 )
         store = self.store
-        if store is not None:
+        prefetched = self.prefetched
+        if store is not None and prefetched is not None and self.lazy and not self.marked:
+            self.write(
+                "succeeded",
+                lambda: prefetched.store.mark_ran(
+                    self.envelope.id,
+                    job=self.name,
+                    attempt=attempt,
+                    started_at=self.started_at,
+                    result_json=result_json,
+                    before=prefetched.rows.get(self.envelope.id),
+                    enqueued_at=self.envelope.enqueued_at.timestamp(),
+                    ttl_s=self.options.result_ttl_s,
+                ),
+            )
+        elif store is not None:
             self.write(
                 "succeeded",
                 lambda: store.mark_succeeded(
                     self.envelope.id, result_json=result_json, ttl_s=self.options.result_ttl_s
                 ),
             )
-            if self.options.unique == "until_done":
-                self.release_key()
+        if store is not None and self.options.unique == "until_done":
+            self.release_key()
         _count(self.metrics, self.name, m.SUCCEEDED)
         logger.debug("job succeeded")
         return self.verdict(SUCCEEDED_ACTION, "succeeded", attempt=attempt, result=value)
 
     def failed(self, attempt: int, exc: BaseException, forced: Decision | None) -> Verdict:
+        if self.lazy and self.store is not None:
+            self.mark_started(attempt)  # a failure moves the job on from running, as the states table has it
         error = _describe(exc)
         trace = "".join(tracebacks.format_exception(exc))
         decision = forced or self.options.retry_policy.decide(attempt, exc, rng=self.rng)

@@ -47,11 +47,13 @@ from sqsloops.jobs.execution import (
     HELD,
     RETRY,
     JobExecutor,
+    Prefetched,
     Tracker,
     Verdict,
     with_next_attempt,
 )
 from sqsloops.jobs.metrics import JobMetrics
+from sqsloops.jobs.store import JobStore
 from sqsloops.log import logger
 from sqsloops.queues import queue_url_of, redrive_policy
 from sqsloops.transient import call_aws
@@ -179,13 +181,14 @@ class JobsDispatcher:
         metrics = JobMetrics() if self._metrics else None
         outcome = Outcome()
         blocked_groups: set[str] = set()
+        prefetched = self._prefetch(records)
         for record in records:
             group = _group_of(record) if self._fifo else None
             if group is not None and group in blocked_groups:
                 reason = "an earlier message of its group did not succeed: kept behind it"
                 outcome += Outcome(failed=(Failure(record["messageId"], reason, retry_in_s=0.0),))
                 continue
-            settled = self._one(record, metrics)
+            settled = self._one(record, metrics, prefetched)
             if group is not None and settled.failed:
                 blocked_groups.add(group)
             outcome += settled
@@ -196,7 +199,23 @@ class JobsDispatcher:
                 logger.warning("cannot write job metrics", extra={"error": f"{type(exc).__name__}: {exc}"})
         return outcome
 
-    def _one(self, record: Record, metrics: JobMetrics | None) -> Outcome:
+    def _prefetch(self, records: list[Record]) -> Prefetched | None:
+        """The rows of the batch's tracked jobs in one BatchGetItem (JobStore.get_many), so that each job starts
+        without a write of its own (execution.RUNNING_MARK_AFTER_S); None (each delivery reads and writes its own
+        start, as without a batch) when there is no Jobs table or it cannot be read now."""
+        store = self.executor.store
+        if not isinstance(store, JobStore):
+            return None
+        ids = [job_id for record in records if (job_id := self.executor.tracked_id(record)) is not None]
+        if not ids:
+            return None
+        try:
+            return Prefetched(store=store, rows=store.get_many(ids))
+        except Exception as exc:  # each delivery reads its own row, and is handed back if it cannot
+            logger.warning("cannot read the batch's job rows at once", extra={"error": f"{type(exc).__name__}: {exc}"})
+            return None
+
+    def _one(self, record: Record, metrics: JobMetrics | None, prefetched: Prefetched | None = None) -> Outcome:
         message_id = record["messageId"]
         try:
             budget = current_budget()
@@ -208,6 +227,7 @@ class JobsDispatcher:
                 work_total_s=budget.total_s if budget is not None else None,
                 metrics=metrics,
                 entry=bare_message(record),
+                prefetched=prefetched,
             )
         except Exception as exc:  # a bug in the runner: the message is retried with the queue's backoff
             logger.exception("job runner raised", extra={"message_id": message_id})

@@ -26,6 +26,7 @@ from __future__ import annotations
 import base64
 import binascii
 import builtins
+import dataclasses
 import heapq
 import itertools
 import json
@@ -78,6 +79,7 @@ if not _REDRIVE_FROM.issubset(sources(QUEUED)):  # pragma: no cover - a guard on
 
 _WRITE_ERRORS = ("ConditionalCheckFailedException",)
 BATCH_WRITE_MAX = 25  # DynamoDB BatchWriteItem's limit per request
+BATCH_GET_MAX = 100  # DynamoDB BatchGetItem's limit per request
 BATCH_WRITE_ATTEMPTS = 6  # the first request and five resends of what DynamoDB left unprocessed
 BATCH_WRITE_FIRST_PAUSE_S = 0.05
 BATCH_WRITE_MAX_PAUSE_S = 1.0
@@ -454,28 +456,124 @@ class JobStore:
         _check_id(job_id)
         now = self._clock.now()
         write = _Write()
-        self._set_state(write, SUCCEEDED, now, ttl_s=ttl_s)
-        write.set("finished_at", now)
-        write.remove("run_at")
-        write.remove("traceback")
-        if result_json is None:
-            for name in ("result", "result_bytes", "result_truncated"):
-                write.remove(name)
-        else:
-            size = len(result_json.encode("utf-8"))
-            write.set("result_bytes", size)
-            if size <= MAX_RESULT_BYTES:
-                write.set("result", result_json)
-                write.remove("result_truncated")
-            else:
-                write.remove("result")
-                write.set("result_truncated", True)
+        self._set_succeeded(write, now, result_json=result_json, ttl_s=ttl_s)
         condition = self._from_states(write, SUCCEEDED)
         if attempt is not None:  # a receipt names the attempt it reports on (jobs/http.py)
             condition += f" AND {write.name('attempts')} = {write.value(attempt)}"
         for name in ("receipt_deadline", "receipt_handle", "receipt_queue_url"):
             write.remove(name)
         return self._transition(job_id, SUCCEEDED, write, condition, _state_refusal)
+
+    def mark_ran(
+        self,
+        job_id: str,
+        *,
+        job: str,
+        attempt: int,
+        started_at: float,
+        result_json: str | None,
+        before: JobRecord | None,
+        enqueued_at: float | None = None,
+        ttl_s: float | None = None,
+    ) -> JobRecord | Refused:
+        """A job that started and returned before its start was written: both in one write, the path
+        scheduled / queued / retrying / running -> running -> succeeded, checked as `mark_running` checks a start.
+
+        Why: a tracked job then costs its row two writes (enqueue, this), not three, and a fast job no write before
+        it runs; `running` is still written for a job that runs long enough to be seen running (jobs/execution.py
+        RUNNING_MARK_AFTER_S). The write is a conditional PutItem of the whole row: `before` is the row as read
+        before the job started (`get_many`), None if there was none (no producer row, or purged: created here);
+        what the condition allows to have changed since (a duplicate delivery's start) this success supersedes.
+        """
+        _check_id(job_id)
+        _check_job(job)
+        _check_count("attempt", attempt)
+        now = self._clock.now()
+        result, result_bytes, truncated = _result_fields(result_json)
+        base = before if before is not None else JobRecord(id=job_id, job=job, state=QUEUED, enqueued_at=enqueued_at)
+        record = dataclasses.replace(
+            base,
+            state=SUCCEEDED,
+            attempts=attempt,
+            enqueued_at=base.enqueued_at if base.enqueued_at is not None else enqueued_at,
+            run_at=None,
+            started_at=started_at,
+            finished_at=now,
+            updated_at=now,
+            traceback=None,
+            result=result,
+            result_bytes=result_bytes,
+            result_truncated=truncated,
+            expires_at=self._expires_at(now, ttl_s),
+            receipt_deadline=None,
+            receipt_queue_url=None,
+            receipt_handle=None,
+            receipt=None,
+        )
+        write_id = uuid.uuid4().hex
+        allowed = sorted(state.value for state in sources(RUNNING))
+        values = {f":s{i}": _attr(state) for i, state in enumerate(allowed)}
+        try:
+            self._ddb.put_item(
+                TableName=self._table,
+                Item={**record.to_item(), "write_id": {"S": write_id}},
+                ConditionExpression=(
+                    f"attribute_not_exists(#pk) OR (#state IN ({', '.join(values)}) AND #job = :job"
+                    " AND #attempts <= :attempt)"
+                ),
+                ExpressionAttributeNames={"#pk": schema.PK, "#state": "state", "#job": "job", "#attempts": "attempts"},
+                ExpressionAttributeValues={**values, ":job": _attr(job), ":attempt": _attr(attempt)},
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as exc:
+            if not _conditional_failed(exc):
+                raise
+            old = _old_item(exc) or self._get_item(schema.job_pk(job_id))
+            if old is not None and _write_id(old) == write_id:
+                return record  # ours, found by botocore's retry after a lost response
+            current = JobRecord.from_item(old) if old is not None else None
+            return Refused(job_id=job_id, target=SUCCEEDED, current=current, detail=_state_refusal(current))
+        return record
+
+    def get_many(self, job_ids: Iterable[str]) -> dict[str, JobRecord]:
+        """The rows of these jobs that exist (strongly consistent), in BatchGetItem requests of 100: what a batch's
+        deliveries read before they run, in one request instead of one each."""
+        wanted = sorted(set(job_ids))
+        for job_id in wanted:
+            _check_id(job_id)
+        found: dict[str, JobRecord] = {}
+        for start in range(0, len(wanted), BATCH_GET_MAX):
+            keys: list[Any] = [_key(schema.job_pk(job_id)) for job_id in wanted[start : start + BATCH_GET_MAX]]
+            for attempt in range(BATCH_WRITE_ATTEMPTS):
+                if attempt:
+                    self._clock.sleep(min(BATCH_WRITE_MAX_PAUSE_S, BATCH_WRITE_FIRST_PAUSE_S * 2 ** (attempt - 1)))
+                response: Any = self._ddb.batch_get_item(
+                    RequestItems={self._table: {"Keys": keys, "ConsistentRead": True}}
+                )
+                for item in response.get("Responses", {}).get(self._table, []):
+                    record = JobRecord.from_item(cast(dict[str, Any], item))
+                    found[record.id] = record
+                keys = list(response.get("UnprocessedKeys", {}).get(self._table, {}).get("Keys", []))
+                if not keys:
+                    break
+            else:
+                raise UnprocessedWritesError(len(keys))
+        return found
+
+    def _set_succeeded(self, write: _Write, now: float, *, result_json: str | None, ttl_s: float | None) -> None:
+        """What a success writes: the state, the end, the result (over MAX_RESULT_BYTES only its size); no
+        traceback of an earlier attempt, no receipt left waiting."""
+        self._set_state(write, SUCCEEDED, now, ttl_s=ttl_s)
+        write.set("finished_at", now)
+        write.remove("run_at")
+        write.remove("traceback")
+        for name, value in zip(
+            ("result", "result_bytes", "result_truncated"), _result_fields(result_json), strict=True
+        ):
+            if value is None or value is False:
+                write.remove(name)
+            else:
+                write.set(name, value)
 
     def mark_retrying(
         self,
@@ -1208,3 +1306,11 @@ def _positive(name: str, value: float) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
         raise ConfigError(f"{name} must be a positive number of seconds, got {value!r}")
     return float(value)
+
+
+def _result_fields(result_json: str | None) -> tuple[str | None, int | None, bool]:
+    """(result, result_bytes, result_truncated) as a row keeps a result: over MAX_RESULT_BYTES only its size."""
+    if result_json is None:
+        return None, None, False
+    size = len(result_json.encode("utf-8"))
+    return (result_json, size, False) if size <= MAX_RESULT_BYTES else (None, size, True)

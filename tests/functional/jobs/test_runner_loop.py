@@ -22,7 +22,7 @@ from freezegun.api import FrozenDateTimeFactory
 
 from sqsloops.jobs import Envelope, Retry, current_job, job
 from sqsloops.jobs.root import JobsRoot
-from sqsloops.jobs.states import CANCELLED, DEAD, RETRYING, SUCCEEDED
+from sqsloops.jobs.states import CANCELLED, DEAD, RETRYING, RUNNING, SUCCEEDED
 from sqsloops.jobs.store import JobRecord, JobStore, KeyScope
 from sqsloops.loop import TIME_LEFT, LoopResult
 from sqsloops.registry import QueueConfig
@@ -88,6 +88,13 @@ def takes_three_seconds() -> str:
     _called()
     CLOCKS[0].advance(3)  # the loop's clock: three of the invocation's seconds go by
     return "done"
+
+
+@job
+def looks_at_its_row() -> None:
+    time.sleep(0.3)  # past RUNNING_MARK_AFTER_S, which the test lowers to 0.05 s
+    record = STORES[0].get(current_job().id)
+    SEEN["state while running"] = record.state if record is not None else None
 
 
 @job(unique="until_started", key="order-{n}")
@@ -292,6 +299,41 @@ def test_a_timeout_longer_than_any_invocation_runs_anyway(world: World) -> None:
     assert world.row(envelope).state is SUCCEEDED
 
 
+def test_a_batch_of_tracked_jobs_reads_its_rows_at_once_and_writes_each_once(world: World) -> None:
+    # Given ten queued jobs, and the Jobs table's requests counted
+    envelopes = [world.send("add", n, n) for n in range(10)]
+    calls: list[str] = []
+    for operation in ("BatchGetItem", "GetItem", "UpdateItem", "PutItem"):
+        world.aws.dynamodb.meta.events.register(
+            f"before-call.dynamodb.{operation}",
+            lambda params, op=operation, **_: (
+                calls.append(op)
+                if json.loads(params["body"]).get("TableName", JOBS_TABLE) == JOBS_TABLE or op == "BatchGetItem"
+                else None
+            ),
+        )
+
+    # When one loop runs them (one receive of 10)
+    world.run()
+    made = sorted(calls)
+
+    # Then their rows were read in one request, and each job's start and success were one write
+    assert made == ["BatchGetItem"] + ["PutItem"] * 10
+    assert {world.row(e).state for e in envelopes} == {SUCCEEDED}
+    assert {world.row(e).attempts for e in envelopes} == {1}
+    assert all(world.row(e).started_at is not None for e in envelopes)
+
+
+def test_a_job_that_runs_long_is_seen_running_while_it_runs(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("sqsloops.jobs.execution.RUNNING_MARK_AFTER_S", 0.05)
+    envelope = world.send("looks_at_its_row")
+
+    world.run()
+
+    assert SEEN["state while running"] is RUNNING
+    assert (world.row(envelope).state, world.row(envelope).attempts) == (SUCCEEDED, 1)
+
+
 def test_retry_in_s_sets_the_delay_and_the_next_attempt_succeeds(world: World, logs: LogRecords) -> None:
     # Given a job that asks to be retried in 30 s on its first attempt
     envelope = world.send("asks_for_later")
@@ -449,7 +491,8 @@ def test_a_stuck_job_is_stopped_at_its_timeout_and_the_loop_carries_on(world: Wo
 
 
 def test_a_throttled_jobs_table_hands_the_message_back_without_spending_an_attempt(world: World) -> None:
-    # Given a job whose start hits DynamoDB throttling twice
+    # Given a job whose start hits DynamoDB throttling twice: the batch's read of its rows, then the job's own
+    # start that the runner falls back to
     envelope = world.send("add", 4, 4)
     table: dict[str, str] = {}
 
@@ -457,15 +500,14 @@ def test_a_throttled_jobs_table_hands_the_message_back_without_spending_an_attem
         table["name"] = json.loads(params["body"]).get("TableName", "")
 
     world.aws.dynamodb.meta.events.register("before-call.dynamodb.UpdateItem", note_table)
-    injected = throttle(
-        world.aws.dynamodb, "dynamodb.UpdateItem", times=2, when=lambda: table.get("name") == JOBS_TABLE
-    )
+    reads = throttle(world.aws.dynamodb, "dynamodb.BatchGetItem", times=2)
+    starts = throttle(world.aws.dynamodb, "dynamodb.UpdateItem", times=2, when=lambda: table.get("name") == JOBS_TABLE)
 
     # When the loop runs (the queue's backoff is 0 s: the message comes straight back)
     world.run()
 
     # Then it was handed back twice without running, then ran once: attempt 1 of its budget, not 3
-    assert len(injected) == 2
+    assert (len(reads), len(starts)) == (2, 2)
     assert CALLS["add"] == [1]
     assert (world.row(envelope).state, world.row(envelope).attempts) == (SUCCEEDED, 1)
 
