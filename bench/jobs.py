@@ -505,14 +505,16 @@ def percentile(values: Sequence[float], p: float) -> float:
 def index_write_units(tables: Counter[CallKey], jobs_table: str) -> float:
     """Writes the `by_job_state` GSI takes for the counted Jobs table item writes (jobs/schema.py): a new row is one
     index put; a state change rewrites `state_at`, the index's sort key, which DynamoDB carries out as a delete and a
-    put in the index (two writes: Developer Guide, GSI.html#GSI.Writes)."""
+    put in the index (two writes: Developer Guide, GSI.html#GSI.Writes). Here the rows are created by the enqueue's
+    BatchWriteItem (one each) and changed by the runner's UpdateItem or PutItem (JobStore.mark_ran replaces the
+    queued row with the succeeded one: two each)."""
     units = 0.0
     for key, n in tables.items():
         if key.scope != jobs_table:
             continue
-        if key.action in ("PutItem", "BatchWriteItem"):
+        if key.action == "BatchWriteItem":
             units += n
-        elif key.action == "UpdateItem":
+        elif key.action in ("UpdateItem", "PutItem"):
             units += 2 * n
     return units
 

@@ -315,15 +315,16 @@ def test_every_assumption_says_why() -> None:
         assert len(why) > 10, name
 
 
-def test_tracking_costs_three_write_units_per_job_and_a_weeks_storage_per_million_jobs() -> None:
+def test_tracking_costs_five_write_units_a_read_and_a_weeks_storage_per_million_jobs() -> None:
     tracking = tracking_cost()
 
-    assert (tracking.writes_per_job, tracking.index_writes_per_job) == (3, 5)  # the index: 1 put, then 2 per change
-    assert tracking.writes_usd == pytest.approx(8 * 0.625)  # $0.625 per million write units
+    assert (tracking.writes_per_job, tracking.index_writes_per_job) == (2, 3)  # the index: 1 put, then 2 per change
+    assert tracking.writes_usd == pytest.approx(5 * 0.625)  # $0.625 per million write units
+    assert tracking.reads_usd == pytest.approx(1 * 0.125)  # the batch's strongly consistent read of the row
     # a million 1 KB rows (0.954 GB), table and index, kept 7 days of a 30.4-day month, at $0.25 per GB-month
     assert tracking.storage_usd == pytest.approx(2 * 1_000_000 / 1024**2 * 7 / (730 / 24) * 0.25)
-    assert tracking.total_usd == pytest.approx(tracking.writes_usd + tracking.storage_usd)
+    assert tracking.total_usd == pytest.approx(tracking.writes_usd + tracking.reads_usd + tracking.storage_usd)
 
 
 def test_a_row_over_1_kb_costs_a_write_unit_per_started_kb() -> None:
-    assert tracking_cost(row_kb=2.5).writes_usd == pytest.approx(8 * 3 * 0.625)
+    assert tracking_cost(row_kb=2.5).writes_usd == pytest.approx(5 * 3 * 0.625)

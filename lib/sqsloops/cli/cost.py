@@ -171,9 +171,9 @@ def summary(comparison: Comparison) -> list[str]:
 def tracking_line(tracking: TrackingCost) -> str:
     return (
         f"job tracking (@job track=True, the default): {money(tracking.total_usd)} per million jobs, "
-        f"{tracking.writes_per_job} table + {tracking.index_writes_per_job} index writes each (queued, running, "
-        f"final; counted by make bench-jobs) {money(tracking.writes_usd)} + rows kept "
-        f"{tracking.retention_days:g} days {money(tracking.storage_usd)}; "
+        f"{tracking.writes_per_job} table + {tracking.index_writes_per_job} index writes each (queued; started and "
+        f"succeeded; counted by make bench-jobs) {money(tracking.writes_usd)} + {tracking.reads_per_job} read "
+        f"{money(tracking.reads_usd)} + rows kept {tracking.retention_days:g} days {money(tracking.storage_usd)}; "
         "track=False: none"
     )
 

@@ -473,12 +473,15 @@ def compare(
 # --- what the Jobs table costs (track=True) ----------------------------------------------------------------------
 
 # Writes per tracked job on the success path, counted by `make bench-jobs` (at the server, not estimated): the row
-# written at enqueue (queued; 25 a BatchWriteItem request from enqueue_many, still one write unit each), running,
-# then the final state with its result. A retry adds two (retrying, then running again); a unique key adds its claim
-# and, for until_* scopes, its release. The by_job_state index is written too (DynamoDB bills an index's writes
-# like the table's): one write for the new row, then two for each state change, whose sort key moves (a delete and
-# a put in the index; https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/GSI.html#GSI.Writes).
-TRACKED_JOB_WRITES = 3
+# written at enqueue (queued; 25 a BatchWriteItem request from enqueue_many, still one write unit each), then its
+# start and success in one write (JobStore.mark_ran; a job running longer than jobs.execution.RUNNING_MARK_AFTER_S
+# adds a `running` write). A retry adds writes (running, retrying); a unique key adds its claim and, for until_*
+# scopes, its release. The by_job_state index is written too (DynamoDB bills an index's writes like the table's):
+# one write for the new row, then two for each state change, whose sort key moves (a delete and a put in the index;
+# https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/GSI.html#GSI.Writes). The runner reads a batch's
+# rows before it runs (BatchGetItem, strongly consistent: one read unit per row under 4 KB).
+TRACKED_JOB_WRITES = 2
+TRACKED_JOB_READS = 1
 TRACKED_ROW_KB = 1.0  # a row with a small result fits one write unit (1 KB); a larger result costs one unit per KB
 TRACKED_ROW_DAYS = 7.0  # jobs.store.DEFAULT_TTL_S: how long a finished row is kept before its TTL purges it
 DAYS_PER_MONTH = 730 / 24
@@ -490,14 +493,16 @@ class TrackingCost:
 
     writes_per_job: int  # to the table
     index_writes_per_job: int  # to the by_job_state index
+    reads_per_job: int
     row_kb: float
     retention_days: float
     writes_usd: float
+    reads_usd: float
     storage_usd: float
 
     @property
     def total_usd(self) -> float:
-        return self.writes_usd + self.storage_usd
+        return self.writes_usd + self.reads_usd + self.storage_usd
 
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "total_usd": self.total_usd, "per": 1_000_000}
@@ -506,6 +511,7 @@ class TrackingCost:
 def tracking_cost(
     *,
     writes_per_job: int = TRACKED_JOB_WRITES,
+    reads_per_job: int = TRACKED_JOB_READS,
     row_kb: float = TRACKED_ROW_KB,
     retention_days: float = TRACKED_ROW_DAYS,
     prices: Mapping[str, Price] = PRICES,
@@ -518,8 +524,10 @@ def tracking_cost(
     return TrackingCost(
         writes_per_job=writes_per_job,
         index_writes_per_job=index_writes,
+        reads_per_job=reads_per_job,
         row_kb=row_kb,
         retention_days=retention_days,
         writes_usd=1_000_000 * units * prices["dynamodb_write_unit"].usd_per_unit,
+        reads_usd=1_000_000 * reads_per_job * max(1, math.ceil(row_kb / 4)) * prices["dynamodb_read_unit"].usd_per_unit,
         storage_usd=gb_months * prices["dynamodb_storage_gb_month"].usd_per_unit,
     )
