@@ -37,7 +37,7 @@ import threading
 import traceback as tracebacks
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol, cast
 
@@ -74,13 +74,48 @@ RUNNING_MARK_AFTER_S = 1.0
 _LOG_KEYS = ("job_id", "job", "attempt")
 
 
-@dataclass(frozen=True)
+@dataclass
 class Prefetched:
     """The rows of a batch's tracked jobs, read in one request before any of them ran (JobStore.get_many): each
-    delivery decides from its row, and writes its start only if it runs long (RUNNING_MARK_AFTER_S)."""
+    delivery decides from its row and writes its start only if it runs long (RUNNING_MARK_AFTER_S); the rows of
+    those that returned are written together once the batch has run (`flush`, before the batch is settled)."""
 
     store: JobStore
     rows: Mapping[str, JobRecord]
+    ran: dict[str, JobRecord] = field(default_factory=dict)  # job id -> its succeeded row, not yet written
+
+    def flush(self) -> None:
+        """Write the rows of the jobs that ran: one BatchWriteItem (JobStore.put_ran), else each with mark_ran's
+        condition. Never raises: a row that cannot be written is logged (the job ran; its message is settled)."""
+        ran, self.ran = list(self.ran.values()), {}
+        if not ran:
+            return
+        try:
+            self.store.put_ran(ran)
+            return
+        except Exception as exc:  # throttled for good, or refused: one by one, each with its condition
+            logger.warning("cannot write the batch's job rows at once; one by one", extra={"error": _describe(exc)})
+        for record in ran:
+            try:
+                written = self.store.mark_ran(
+                    record.id,
+                    job=record.job,
+                    attempt=record.attempts,
+                    started_at=record.started_at or record.updated_at,
+                    result_json=record.result,
+                    before=self.rows.get(record.id),
+                    enqueued_at=record.enqueued_at,
+                )
+            except Exception as exc:
+                logger.error(
+                    "cannot record the job as succeeded; its row is stale",
+                    extra={"job_id": record.id, "job": record.job, "error": _describe(exc)},
+                )
+                continue
+            if isinstance(written, Refused):
+                logger.warning(
+                    "the Jobs table refused succeeded", extra={"job_id": record.id, "detail": written.detail}
+                )
 
 
 class Tracker(Protocol):
@@ -534,18 +569,15 @@ class _Delivery:
         store = self.store
         prefetched = self.prefetched
         if store is not None and prefetched is not None and self.lazy and not self.marked:
-            self.write(
-                "succeeded",
-                lambda: prefetched.store.mark_ran(
-                    self.envelope.id,
-                    job=self.name,
-                    attempt=attempt,
-                    started_at=self.started_at,
-                    result_json=result_json,
-                    before=prefetched.rows.get(self.envelope.id),
-                    enqueued_at=self.envelope.enqueued_at.timestamp(),
-                    ttl_s=self.options.result_ttl_s,
-                ),
+            prefetched.ran[self.envelope.id] = prefetched.store.ran_record(
+                self.envelope.id,
+                job=self.name,
+                attempt=attempt,
+                started_at=self.started_at,
+                result_json=result_json,
+                before=prefetched.rows.get(self.envelope.id),
+                enqueued_at=self.envelope.enqueued_at.timestamp(),
+                ttl_s=self.options.result_ttl_s,
             )
         elif store is not None:
             self.write(

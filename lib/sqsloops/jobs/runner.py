@@ -192,6 +192,8 @@ class JobsDispatcher:
             if group is not None and settled.failed:
                 blocked_groups.add(group)
             outcome += settled
+        if prefetched is not None:
+            prefetched.flush()  # the rows of the jobs that ran, before their messages are deleted
         if metrics is not None:
             try:
                 metrics.flush()

@@ -374,10 +374,14 @@ class JobStore:
         client's own fresh ids, never a caller's id or a cron tick's), where `create`'s condition is moot. One request
         per 25 jobs instead of one each. Unprocessed items are sent again with backoff; what still is not written
         after that raises (the caller sends none of those jobs)."""
-        for start in range(0, len(records), BATCH_WRITE_MAX):
+        self._batch_put([r.to_item() for r in records])
+
+    def _batch_put(self, items: Sequence[dict[str, Any]]) -> None:
+        """PutItem requests, 25 a BatchWriteItem, what DynamoDB leaves unprocessed sent again with backoff."""
+        for start in range(0, len(items), BATCH_WRITE_MAX):
             requests: list[Any] = [
-                {"PutRequest": {"Item": {**r.to_item(), "write_id": {"S": uuid.uuid4().hex}}}}
-                for r in records[start : start + BATCH_WRITE_MAX]
+                {"PutRequest": {"Item": {**item, "write_id": {"S": uuid.uuid4().hex}}}}
+                for item in items[start : start + BATCH_WRITE_MAX]
             ]
             for attempt in range(BATCH_WRITE_ATTEMPTS):
                 if attempt:
@@ -485,30 +489,15 @@ class JobStore:
         before the job started (`get_many`), None if there was none (no producer row, or purged: created here);
         what the condition allows to have changed since (a duplicate delivery's start) this success supersedes.
         """
-        _check_id(job_id)
-        _check_job(job)
-        _check_count("attempt", attempt)
-        now = self._clock.now()
-        result, result_bytes, truncated = _result_fields(result_json)
-        base = before if before is not None else JobRecord(id=job_id, job=job, state=QUEUED, enqueued_at=enqueued_at)
-        record = dataclasses.replace(
-            base,
-            state=SUCCEEDED,
-            attempts=attempt,
-            enqueued_at=base.enqueued_at if base.enqueued_at is not None else enqueued_at,
-            run_at=None,
+        record = self.ran_record(
+            job_id,
+            job=job,
+            attempt=attempt,
             started_at=started_at,
-            finished_at=now,
-            updated_at=now,
-            traceback=None,
-            result=result,
-            result_bytes=result_bytes,
-            result_truncated=truncated,
-            expires_at=self._expires_at(now, ttl_s),
-            receipt_deadline=None,
-            receipt_queue_url=None,
-            receipt_handle=None,
-            receipt=None,
+            result_json=result_json,
+            before=before,
+            enqueued_at=enqueued_at,
+            ttl_s=ttl_s,
         )
         write_id = uuid.uuid4().hex
         allowed = sorted(state.value for state in sources(RUNNING))
@@ -534,6 +523,56 @@ class JobStore:
             current = JobRecord.from_item(old) if old is not None else None
             return Refused(job_id=job_id, target=SUCCEEDED, current=current, detail=_state_refusal(current))
         return record
+
+    def put_ran(self, records: Sequence[JobRecord]) -> None:
+        """Write the rows of a batch's jobs that ran and returned (`ran_record`), 25 a BatchWriteItem request.
+
+        The one kind of write here without a condition, and why that holds: each row was read before its job ran
+        (`get_many`) and the job was run only from a state that may move to running; what can have changed since,
+        in the milliseconds the batch took, is a cancel that came too late (the job did run) or a duplicate
+        delivery's start or end: "it ran and succeeded" is the truth either way, and a success is final. One
+        request per batch instead of one per job. UnprocessedWritesError if DynamoDB keeps some back (the caller
+        writes those one by one, with `mark_ran`'s condition)."""
+        self._batch_put([record.to_item() for record in records])
+
+    def ran_record(
+        self,
+        job_id: str,
+        *,
+        job: str,
+        attempt: int,
+        started_at: float,
+        result_json: str | None,
+        before: JobRecord | None,
+        enqueued_at: float | None = None,
+        ttl_s: float | None = None,
+    ) -> JobRecord:
+        """The row of a job that started and returned: `before` (None: a new row) moved to succeeded."""
+        _check_id(job_id)
+        _check_job(job)
+        _check_count("attempt", attempt)
+        now = self._clock.now()
+        result, result_bytes, truncated = _result_fields(result_json)
+        base = before if before is not None else JobRecord(id=job_id, job=job, state=QUEUED, enqueued_at=enqueued_at)
+        return dataclasses.replace(
+            base,
+            state=SUCCEEDED,
+            attempts=attempt,
+            enqueued_at=base.enqueued_at if base.enqueued_at is not None else enqueued_at,
+            run_at=None,
+            started_at=started_at,
+            finished_at=now,
+            updated_at=now,
+            traceback=None,
+            result=result,
+            result_bytes=result_bytes,
+            result_truncated=truncated,
+            expires_at=self._expires_at(now, ttl_s),
+            receipt_deadline=None,
+            receipt_queue_url=None,
+            receipt_handle=None,
+            receipt=None,
+        )
 
     def get_many(self, job_ids: Iterable[str]) -> dict[str, JobRecord]:
         """The rows of these jobs that exist (strongly consistent), in BatchGetItem requests of 100: what a batch's

@@ -299,16 +299,16 @@ def test_a_timeout_longer_than_any_invocation_runs_anyway(world: World) -> None:
     assert world.row(envelope).state is SUCCEEDED
 
 
-def test_a_batch_of_tracked_jobs_reads_its_rows_at_once_and_writes_each_once(world: World) -> None:
+def test_a_batch_of_tracked_jobs_reads_its_rows_at_once_and_writes_them_at_once(world: World) -> None:
     # Given ten queued jobs, and the Jobs table's requests counted
     envelopes = [world.send("add", n, n) for n in range(10)]
     calls: list[str] = []
-    for operation in ("BatchGetItem", "GetItem", "UpdateItem", "PutItem"):
+    for operation in ("BatchGetItem", "GetItem", "UpdateItem", "PutItem", "BatchWriteItem"):
         world.aws.dynamodb.meta.events.register(
             f"before-call.dynamodb.{operation}",
             lambda params, op=operation, **_: (
                 calls.append(op)
-                if json.loads(params["body"]).get("TableName", JOBS_TABLE) == JOBS_TABLE or op == "BatchGetItem"
+                if json.loads(params["body"]).get("TableName", JOBS_TABLE) == JOBS_TABLE or op.startswith("Batch")
                 else None
             ),
         )
@@ -317,11 +317,24 @@ def test_a_batch_of_tracked_jobs_reads_its_rows_at_once_and_writes_each_once(wor
     world.run()
     made = sorted(calls)
 
-    # Then their rows were read in one request, and each job's start and success were one write
-    assert made == ["BatchGetItem"] + ["PutItem"] * 10
+    # Then their rows were read in one request, and written in one: each job's start and success as one row write
+    assert made == ["BatchGetItem", "BatchWriteItem"]
     assert {world.row(e).state for e in envelopes} == {SUCCEEDED}
     assert {world.row(e).attempts for e in envelopes} == {1}
     assert all(world.row(e).started_at is not None for e in envelopes)
+
+
+def test_rows_the_batch_write_cannot_take_are_written_one_by_one(world: World) -> None:
+    # Given the Jobs table refusing the batch's write of its rows (throttled past every resend)
+    envelopes = [world.send("add", n, n) for n in range(3)]
+    refused = throttle(world.aws.dynamodb, "dynamodb.BatchWriteItem", times=100)
+
+    world.run()
+
+    # Then each row was written on its own, with its condition: nothing ran twice, nothing is left queued
+    assert len(refused) >= 1
+    assert CALLS["add"] == [1, 1, 1]
+    assert {world.row(e).state for e in envelopes} == {SUCCEEDED}
 
 
 def test_a_job_that_runs_long_is_seen_running_while_it_runs(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
