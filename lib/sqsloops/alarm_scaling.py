@@ -213,7 +213,8 @@ class AlarmScaling:
     def scale_up(self, notification: AlarmNotification) -> ScaleResult:
         """On ALARM: add loops up to the backlog's desired count (never beyond max_loops, never down).
 
-        Several alarms crossing in one period run this at once: they race for the same slots, so never overshoot.
+        Several alarms crossing in one period run this at once: they race for the lowest free slots below
+        max_loops, so never overshoot max_loops (sqsloops.fleet).
         """
         if notification.new_state != ALARM:
             return self._ignore(notification, f"{notification.new_state} is not an ALARM transition")
@@ -266,7 +267,9 @@ class AlarmScaling:
         else:
             target = scaling.stop_all()
         # A loop stopped is retired for the registration's visibility timeout (sqsloops.fleet).
-        change = self._fleet.move(config.queue_url, target, visibility_timeout_s=config.visibility_timeout_s)
+        change = self._fleet.move(
+            config.queue_url, target, max_loops=config.max_loops, visibility_timeout_s=config.visibility_timeout_s
+        )
         return self._done(notification, config, target.desired, change)
 
     def _ignore(self, notification: AlarmNotification, reason: str) -> ScaleResult:

@@ -1,8 +1,12 @@
 """Moving a queue's loop count to a number: take free slots and start their loops, or retire tokens.
 
-Scale-up creates tokens only in free slots below `desired` (each a conditional put), so scale-ups that race compete
-for the same slots: together they never hold more than the highest `desired` asked for. Callers clamp `desired` to
-max_loops, which makes max_loops a hard bound on the token count at every moment, not a target trimmed back to.
+Scale-up creates tokens in the lowest free slots below max_loops (each a conditional put), so scale-ups that race
+compete for the same slots and never create a token at a slot >= max_loops: max_loops is a hard bound on the token
+count at every moment, not a target trimmed back to. Scale-ups that read the table at different moments may pick
+different slots and together overshoot `desired` (never max_loops); the next scale-down or reconcile trims that.
+Taking any free slot below max_loops, not only those below `desired`, is what lets a queue scaled to zero start a
+loop at once on slot 1 while slot 0 is still in its grace; with max_loops 1 there is no other slot, so the start
+waits for the grace, which is what keeps exactly one consumer.
 
 Scale-down retires tokens rather than deleting them: a retired loop may consume until its next heartbeat check, so
 its slot stays closed for a grace (`sqsloops.scaling.retirement_grace_s`). Live loops and loops still stopping then
@@ -76,23 +80,26 @@ class Fleet:
         queue_url: str,
         desired: int,
         *,
+        max_loops: int,
         visibility_timeout_s: float,
         allow_up: bool = True,
         allow_down: bool = True,
     ) -> Change:
-        """Add or retire tokens until `desired` loops exist (only in the allowed directions).
+        """Add or retire tokens until `desired` (at most max_loops) loops exist, only in the allowed directions.
 
-        Up takes the lowest free slots below `desired`; a slot someone else took meanwhile is left to them, and a
-        slot retired less than its grace ago is left alone (the restart reconcile, every minute, or the next alarm
-        starts its loop later). Down retires the highest slots first: the lowest are the oldest loops, with warm
-        caches and long-lived counters. A loop whose start fails keeps its token: the restart sweep starts it once
-        it is stale. visibility_timeout_s is the registration's (it sets a retirement's grace).
+        Up takes the lowest free slots below max_loops; a slot someone else took meanwhile is left to them, and a
+        slot retired less than its grace ago is never reused: another free slot is taken instead, and only when
+        none is left does the start wait (the restart reconcile, every minute, or the next alarm starts it later).
+        Down retires the highest slots first: the lowest are the oldest loops, with warm caches and long-lived
+        counters. A loop whose start fails keeps its token: the restart sweep starts it once it is stale.
+        max_loops and visibility_timeout_s are the registration's (the slots' bound; a retirement's grace).
         """
+        desired = min(desired, max_loops)
         every = self._tokens.list(queue_url, live=False)
         current = sorted((t for t in every if not t.retired), key=_slot_order)
         before = len(current)
         if desired > before and allow_up:
-            change = self._start(queue_url, before, desired, every)
+            change = self._start(queue_url, before, desired, max_loops, every)
         elif desired < before and allow_down:
             change = self._stop(queue_url, before, reversed(current[desired:]), visibility_timeout_s)
         else:
@@ -101,15 +108,26 @@ class Fleet:
             logger.info("loops converged", extra={**change.__dict__, "desired": desired})
         return change
 
-    def move(self, queue_url: str, target: Target, *, visibility_timeout_s: float) -> Change:
+    def move(self, queue_url: str, target: Target, *, max_loops: int, visibility_timeout_s: float) -> Change:
         """Converge toward a decision of sqsloops.scaling: up to target.up_to, then down to target.down_to."""
+
+        def converge(desired: int, *, allow_up: bool = True, allow_down: bool = True) -> Change:
+            return self.converge(
+                queue_url,
+                desired,
+                max_loops=max_loops,
+                visibility_timeout_s=visibility_timeout_s,
+                allow_up=allow_up,
+                allow_down=allow_down,
+            )
+
         if target.up_to is not None and target.up_to == target.down_to:
-            return self.converge(queue_url, target.up_to, visibility_timeout_s=visibility_timeout_s)
+            return converge(target.up_to)
         change: Change | None = None
         if target.up_to is not None:
-            change = self.converge(queue_url, target.up_to, allow_down=False, visibility_timeout_s=visibility_timeout_s)
+            change = converge(target.up_to, allow_down=False)
         if target.down_to is not None:
-            down = self.converge(queue_url, target.down_to, allow_up=False, visibility_timeout_s=visibility_timeout_s)
+            down = converge(target.down_to, allow_up=False)
             change = down if change is None else change.then(down)
         if change is None:
             raise ValueError(f"a target moves in at least one direction, got {target}")
@@ -124,15 +142,15 @@ class Fleet:
             logger.info("loops beyond max_loops stopped", extra={**change.__dict__, "max_loops": max_loops})
         return change
 
-    def _start(self, queue_url: str, before: int, desired: int, every: list[Token]) -> Change:
+    def _start(self, queue_url: str, before: int, desired: int, max_loops: int, every: list[Token]) -> Change:
         now = self._clock.now()
         closed = {t.slot_index: t for t in every if t.retired and not t.reusable(now)}
         held = {t.slot_index for t in every if not t.retired} | closed.keys()
         wanted = desired - before
-        slots = [slot for slot in range(desired) if slot not in held][:wanted]
+        slots = [slot for slot in range(max_loops) if slot not in held][:wanted]
         deferred = wanted - len(slots)
         if deferred:
-            waiting = [t for slot, t in closed.items() if slot is not None and slot < desired]
+            waiting = [t for slot, t in closed.items() if slot is not None and slot < max_loops]
             reusable_in_s = min((t.reusable_at or now) - now for t in waiting) if waiting else 0.0
             logger.info(
                 "slots retired moments ago are still in their grace: their loops start later, from the restart "
@@ -140,8 +158,9 @@ class Fleet:
                 extra={
                     "queue_url": queue_url,
                     "desired": desired,
+                    "max_loops": max_loops,
                     "deferred": deferred,
-                    "closed_slots": sorted(slot for slot in closed if slot is not None and slot < desired),
+                    "closed_slots": sorted(slot for slot in closed if slot is not None and slot < max_loops),
                     "reusable_in_s": round(max(reusable_in_s, 0.0), 3),
                 },
             )

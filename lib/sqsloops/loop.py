@@ -13,10 +13,11 @@ moves it to the dead-letter queue). The loop itself only polls, proves its token
 
 from __future__ import annotations
 
+import math
 import random
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from sqsloops import defaults
@@ -181,6 +182,90 @@ def run_loop(
         logger.remove_keys(list(_LOG_KEYS))
 
 
+@dataclass(kw_only=True)
+class _Gathering:
+    """One batch being gathered under a batching window (QueueConfig.batch_window_s).
+
+    The window starts when the first messages of the batch come; or, when the previous batch showed that no backlog
+    was waiting (it ended on a partial receive, or its last receive after a wait brought only messages sent during
+    that wait: `trickling`), when that batch was settled: then the loop waits before its first receive, so a steady
+    trickle costs one receive per window instead of one per message. After a partial receive it waits again
+    (_Loop._pace_within); after a full one it receives again at once.
+
+    Arrival rates are read from the messages' SentTimestamp (SQS's own clock, differences only), not from when
+    receives returned: a receive capped at 10 would understate a faster trickle.
+    """
+
+    config: QueueConfig
+    end_s: float  # the reserve, or the next heartbeat check: gathering never goes past it
+    window_end_s: float | None  # None until the window has started
+    partial: bool = False  # the last receive returned fewer messages than it asked for
+    last_empty: bool = False  # ... and none at all
+    slept: bool = False  # it waited for messages at least once
+    waited_since_s: float | None = None  # wall time the last wait for messages began (None: the last receive did not)
+    backlog: bool = False  # a receive after a wait brought a message sent before that wait began
+    wait_s: int = 0  # the last receive's WaitTimeSeconds
+    batch: list[MessageTypeDef] = field(default_factory=list)
+    receives: int = 0
+
+    @property
+    def missing(self) -> int:
+        return self.config.batch_size - len(self.batch)
+
+    def stop_s(self) -> float:
+        """When gathering stops, whatever it has: the window's end, or the reserve or heartbeat before it."""
+        return self.end_s if self.window_end_s is None else min(self.window_end_s, self.end_s)
+
+    def done(self, now_s: float) -> bool:
+        if self.missing <= 0 or (self.config.batch_window_s <= 0 and self.receives):
+            return True
+        return bool(self.batch) and now_s >= self.stop_s()
+
+    def hidden_extra_s(self, now_s: float) -> int:
+        """Seconds beyond the visibility timeout a message received now must stay hidden: the rest of the window
+        (the whole window, bounded by the reserve and heartbeat, when it starts with this receive)."""
+        window_s = self.config.batch_window_s
+        if window_s <= 0:
+            return 0
+        left_s = min(window_s, self.end_s - now_s) if self.window_end_s is None else self.stop_s() - now_s
+        return max(0, math.ceil(left_s))
+
+    def add(self, messages: list[MessageTypeDef], now_s: float) -> None:
+        self.receives += 1
+        self.batch.extend(messages)
+        if self.waited_since_s is not None and messages:
+            oldest_s = min(_sent_s(m) for m in messages)
+            self.backlog = self.backlog or oldest_s < self.waited_since_s
+        self.waited_since_s = None
+        if messages and self.window_end_s is None and self.config.batch_window_s > 0:
+            self.window_end_s = now_s + self.config.batch_window_s
+
+    def arrival_per_s(self) -> float | None:
+        """Messages per second, from the spread of the batch's SentTimestamps (None below two messages; inf for a
+        batch sent in the same millisecond)."""
+        sent = [_sent_s(m) for m in self.batch]
+        sent = [t for t in sent if t > 0]
+        if len(sent) < 2:
+            return None
+        spread_s = max(sent) - min(sent)
+        return (len(sent) - 1) / spread_s if spread_s > 0 else math.inf
+
+    @property
+    def trickling(self) -> bool:
+        """No backlog was waiting: the next window starts when this batch is settled."""
+        if self.config.batch_window_s <= 0 or not self.batch:
+            return False
+        return self.partial or (self.slept and not self.backlog)
+
+
+def _sent_s(message: MessageTypeDef) -> float:
+    """When SQS accepted a message (its SentTimestamp, epoch seconds); 0 when it does not say."""
+    try:
+        return int(message.get("Attributes", {}).get("SentTimestamp", "0")) / 1000
+    except ValueError:
+        return 0.0
+
+
 @dataclass
 class _Counters:
     processed: int = 0
@@ -230,6 +315,11 @@ class _Loop:
         self._missing_in_a_row = 0  # receives in a row that answered QueueDoesNotExist
         self._broken_detail = ""  # what made the registration broken, for the mark and the log line
         self._work_total_s = 0.0  # this invocation's work time from the start of poll() to the reserve
+        # Batching window: the last batch ended on a partial receive (messages trickle in), when it was settled,
+        # and the rate messages came in at while it gathered.
+        self._trickling = False
+        self._settled_at_s = float("-inf")
+        self._arrival_per_s: float | None = None
         self.processed = 0
         self.failed = 0
         self.batches = 0
@@ -322,31 +412,13 @@ class _Loop:
         if delay_s > 0:
             self._clock.sleep(min(delay_s, left_s, max(self._until_heartbeat_s(), 0.001)))
             return None
-        wanted = self._pacer.take(config.batch_size)
-        # Long-poll, but wake up in time for the reserve and the next heartbeat.
-        wait_s = int(min(config.wait_s, left_s, max(self._until_heartbeat_s(), LONG_POLL_FLOOR_S)))
-        try:
-            messages = self._receive_sqs.receive_message(
-                QueueUrl=self._payload.queue_url,
-                MaxNumberOfMessages=wanted,
-                WaitTimeSeconds=wait_s,
-                VisibilityTimeout=config.visibility_timeout_s,
-                MessageSystemAttributeNames=["All"],
-                MessageAttributeNames=["All"],
-            ).get("Messages", [])
-        except Exception:
-            self._pacer.refund(wanted)
-            raise
-        self._errors_in_a_row = 0
-        self._missing_in_a_row = 0
-        self._pacer.refund(wanted - len(messages))
+        messages = self._gather(config, left_s)
         if not messages:
-            if wait_s < 1:  # a short poll returned nothing: do not spin
-                self._clock.sleep(min(defaults.IDLE_SLEEP_S, left_s))
             return None
         self.batches += 1
         outcome = self._dispatch(config, messages)
         settled = self._settler.settle(config, messages, outcome)
+        self._settled_at_s = self._clock.monotonic()
         self.processed += settled.processed
         self.failed += settled.failed
         self._pending.processed += settled.processed
@@ -355,6 +427,104 @@ class _Loop:
             logger.info("the handler asked for a fresh invocation; handing over early", extra={"left_s": left_s})
             return TIME_LEFT
         return None
+
+    # -- receiving a batch -------------------------------------------------------------------------------------
+
+    def _gather(self, config: QueueConfig, left_s: float) -> list[MessageTypeDef]:
+        """The next batch: one receive without a batching window; with one, receives until the batch is full or
+        the window ends (see _Gathering). Empty when nothing came (or a receive failed before anything came).
+
+        Like the single receive, gathering never outlives the reserve, nor the next heartbeat check by more than
+        the shortest long poll: what was gathered by then is dispatched, and the unproven bound
+        (sqsloops.scaling.unproven_s) is unchanged.
+        """
+        now_s = self._clock.monotonic()
+        gathering = _Gathering(
+            config=config,
+            end_s=now_s + min(left_s, max(self._until_heartbeat_s(), LONG_POLL_FLOOR_S)),
+            window_end_s=self._settled_at_s + config.batch_window_s if self._trickling else None,
+            partial=self._trickling,
+        )
+        while not gathering.done(self._clock.monotonic()):
+            if (gathering.batch or gathering.window_end_s is not None) and not self._pace_within(gathering):
+                if gathering.batch or self._pacer.delay_s() > 0:
+                    break
+                gathering.window_end_s = None  # the last batch's window ended before anything came: as usual
+            got = self._receive_once(gathering)
+            if got is None:  # the receive failed after some messages came: dispatch those
+                break
+            if not gathering.batch and not got:
+                if gathering.wait_s < 1 and not gathering.slept:  # a short poll returned nothing: do not spin
+                    self._clock.sleep(min(defaults.IDLE_SLEEP_S, left_s))
+                self._trickling = False
+                return []
+            gathering.add(got, self._clock.monotonic())
+        self._trickling = gathering.trickling
+        if gathering.trickling:  # (behind a backlog the spread of SentTimestamps says nothing of arrivals)
+            self._arrival_per_s = gathering.arrival_per_s() or self._arrival_per_s
+        return gathering.batch
+
+    def _pace_within(self, gathering: _Gathering) -> bool:
+        """Wait inside a window, for the rate limiter or, after a partial receive, for more messages to arrive;
+        whether to receive now (False: the window is over, or the rate limit holds past it).
+
+        Receiving again at once would return about one message per call at a trickle, the cost a window exists to
+        remove; so it sleeps until the window's end, or until the batch should be full at the rate messages came
+        in so far (never after an empty receive: then to the window's end), and receives once more.
+        """
+        now_s = self._clock.monotonic()
+        stop_s = gathering.stop_s()
+        if now_s >= stop_s:
+            return False
+        waiting_s = 0.0  # for messages to arrive
+        if gathering.partial:
+            until_s = stop_s
+            rate = gathering.arrival_per_s() or self._arrival_per_s
+            if rate and not gathering.last_empty:
+                until_s = min(until_s, now_s + gathering.missing / rate)  # (inf: at once)
+            waiting_s = until_s - now_s
+        pause_s = max(waiting_s, self._pacer.delay_s())
+        if pause_s > 0:
+            if waiting_s > 0:  # (waiting for the rate limit says nothing of arrivals)
+                gathering.slept = True
+                gathering.waited_since_s = self._clock.now()
+            self._clock.sleep(min(pause_s, stop_s - now_s))
+            gathering.partial = False  # messages had time to arrive: receive next
+        return self._pacer.delay_s() <= 0
+
+    def _receive_once(self, gathering: _Gathering) -> list[MessageTypeDef] | None:
+        """One ReceiveMessage for the batch being gathered. Its messages stay hidden for the visibility timeout
+        plus what is left of the window, so each has at least visibility_timeout_s left when the batch is
+        dispatched, without a ChangeMessageVisibility call. None when it failed after some messages came."""
+        config = gathering.config
+        now_s = self._clock.monotonic()
+        wanted = self._pacer.take(min(defaults.RECEIVE_MAX_MESSAGES, gathering.missing))
+        # Long-poll, but wake up in time for the reserve, the next heartbeat and the window's end.
+        gathering.wait_s = int(min(config.wait_s, max(gathering.stop_s() - now_s, 0.0)))
+        try:
+            messages = self._receive_sqs.receive_message(
+                QueueUrl=self._payload.queue_url,
+                MaxNumberOfMessages=wanted,
+                WaitTimeSeconds=gathering.wait_s,
+                VisibilityTimeout=config.visibility_timeout_s + gathering.hidden_extra_s(now_s),
+                MessageSystemAttributeNames=["All"],
+                MessageAttributeNames=["All"],
+            ).get("Messages", [])
+        except Exception as exc:
+            self._pacer.refund(wanted)
+            if not gathering.batch:
+                raise
+            logger.warning(
+                "receive failed while gathering a batch; dispatching what came",
+                extra={"gathered": len(gathering.batch), "error": clipped(f"{type(exc).__name__}: {exc}")},
+            )
+            return None
+        self._errors_in_a_row = 0
+        self._missing_in_a_row = 0
+        self._pacer.refund(wanted - len(messages))
+        gathering.partial = len(messages) < wanted
+        gathering.last_empty = not messages
+        return messages
 
     # -- registration and heartbeat ----------------------------------------------------------------------------
 

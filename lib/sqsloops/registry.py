@@ -12,7 +12,7 @@ from botocore.exceptions import ClientError
 from sqsloops import defaults, scaling
 from sqsloops.clock import SYSTEM_CLOCK, Clock
 from sqsloops.errors import ConcurrentUpdateError, ConfigError, NotRegisteredError
-from sqsloops.handlers import KNOWN_KINDS, PYTHON, validate_handler
+from sqsloops.handlers import KNOWN_KINDS, LAMBDA, PYTHON, validate_handler
 from sqsloops.log import logger
 from sqsloops.queues import QueueRef
 
@@ -25,7 +25,8 @@ HandlerMode = Literal["message", "batch"]
 _BOUNDS: dict[str, tuple[float, float]] = {
     "min_loops": (0, defaults.MAX_LOOPS_LIMIT),
     "max_loops": (0, defaults.MAX_LOOPS_LIMIT),
-    "batch_size": (1, 10),
+    "batch_size": (1, defaults.MAX_BATCH_SIZE),  # above RECEIVE_MAX_MESSAGES only with a window (_check_batch)
+    "batch_window_s": (0, defaults.MAX_BATCH_WINDOW_S),
     "wait_s": (0, defaults.MAX_WAIT_S),
     "visibility_timeout_s": (0, defaults.MAX_VISIBILITY_TIMEOUT_S),
     "backlog_per_loop": (1, 1_000_000),
@@ -33,7 +34,9 @@ _BOUNDS: dict[str, tuple[float, float]] = {
     "backoff_max_s": (0, defaults.MAX_VISIBILITY_TIMEOUT_S),
     "rate_per_s": (0.001, 100_000),
 }
-_INTEGERS = frozenset({"min_loops", "max_loops", "batch_size", "wait_s", "visibility_timeout_s", "backlog_per_loop"})
+_INTEGERS = frozenset(
+    {"min_loops", "max_loops", "batch_size", "batch_window_s", "wait_s", "visibility_timeout_s", "backlog_per_loop"}
+)
 # The attributes that mark a registration broken (see Broken); only Registry.mark_broken writes them.
 BROKEN_FIELDS = frozenset({"broken_reason", "broken_at"})
 
@@ -68,6 +71,9 @@ class QueueConfig:
     min_loops: int = defaults.MIN_LOOPS
     max_loops: int = defaults.MAX_LOOPS
     batch_size: int = defaults.BATCH_SIZE
+    # Seconds a loop may go on gathering a batch after a partial receive (Lambda's MaximumBatchingWindowInSeconds):
+    # fewer, fuller receives and dispatches below saturation. 0: each receive is dispatched as it comes.
+    batch_window_s: int = defaults.BATCH_WINDOW_S
     wait_s: int = defaults.WAIT_S
     visibility_timeout_s: int = defaults.VISIBILITY_TIMEOUT_S
     backlog_per_loop: int = defaults.BACKLOG_PER_LOOP
@@ -117,7 +123,35 @@ class QueueConfig:
             raise ConfigError(f"handler_mode must be 'message' or 'batch', got {self.handler_mode!r}")
         if self.handler_mode == "batch" and spec.kind != PYTHON:
             raise ConfigError("handler_mode 'batch' applies to python: handlers; lambda: handlers always get batches")
+        self._check_batch(spec.kind)
         return self
+
+    def _check_batch(self, kind: str) -> None:
+        """Batches above one receive's 10 messages follow Lambda's SQS trigger: with a window of at least 1 s, on a
+        standard queue, for handlers that take a batch at once (a `lambda:` function, which gets it in invokes
+        within the payload limit, or a python: batch handler). A window keeps messages hidden while it gathers,
+        so the visibility timeout plus the window must fit SQS's 12 h."""
+        if self.visibility_timeout_s + self.batch_window_s > defaults.MAX_VISIBILITY_TIMEOUT_S:
+            raise ConfigError(
+                f"visibility_timeout_s + batch_window_s must not exceed {defaults.MAX_VISIBILITY_TIMEOUT_S} "
+                f"(SQS's longest visibility timeout), got {self.visibility_timeout_s} + {self.batch_window_s}"
+            )
+        if self.batch_size <= defaults.RECEIVE_MAX_MESSAGES:
+            return
+        limit = defaults.RECEIVE_MAX_MESSAGES
+        got = f"got {self.batch_size}"
+        if QueueRef.parse(self.queue_url).name.endswith(".fifo"):
+            raise ConfigError(f"batch_size must be between 1 and {limit} on a FIFO queue, {got}")
+        if self.batch_window_s < 1:
+            raise ConfigError(
+                f"batch_size must be between 1 and {limit}, {got} (up to {defaults.MAX_BATCH_SIZE} with "
+                "batch_window_s of at least 1)"
+            )
+        if kind != LAMBDA and not (kind == PYTHON and self.handler_mode == "batch"):
+            raise ConfigError(
+                f"batch_size above {limit} applies to lambda: handlers and python: handlers with handler_mode "
+                f"'batch', {got}"
+            )
 
     def desired_loops(self, visible: int) -> int:
         """How many loops a backlog of `visible` messages calls for (sqsloops.scaling.desired_loops decides)."""

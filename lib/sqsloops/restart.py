@@ -98,7 +98,9 @@ def reconcile_queue(config: QueueConfig, *, sqs: SQSClient, fleet: Fleet) -> Que
     url = config.queue_url
     visibility_timeout_s = config.visibility_timeout_s
     if not scaling.active(config):
-        change = fleet.converge(url, 0, allow_up=False, visibility_timeout_s=visibility_timeout_s)
+        change = fleet.converge(
+            url, 0, allow_up=False, max_loops=config.max_loops, visibility_timeout_s=visibility_timeout_s
+        )
         return QueueReconcile(
             url, "disabled", desired=0, before=change.before, after=change.after, stopped=change.stopped
         )
@@ -106,7 +108,7 @@ def reconcile_queue(config: QueueConfig, *, sqs: SQSClient, fleet: Fleet) -> Que
     target = scaling.on_reconcile(config, depth)
     # Cap first: a token beyond max_loops must not count toward desired, leaving a place below max_loops empty.
     change = fleet.cap(url, config.max_loops, visibility_timeout_s=visibility_timeout_s)
-    change = change.then(fleet.move(url, target, visibility_timeout_s=visibility_timeout_s))
+    change = change.then(fleet.move(url, target, max_loops=config.max_loops, visibility_timeout_s=visibility_timeout_s))
     return QueueReconcile(
         url,
         "idle" if depth.visible == 0 and depth.in_flight == 0 else "backlog",

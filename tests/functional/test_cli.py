@@ -188,6 +188,18 @@ def test_nonexistent_queue_exits_1_with_one_line(
         (["--handler", "lambda:w", "--backlog-per-loop", "0"], "backlog_per_loop"),
         (["--handler", "lambda:w", "--min", "-1"], "min_loops"),
         (["--handler", "lambda:w", "--rate-per-s", "nan"], "rate_per_s"),
+        (["--handler", "lambda:w", "--batch-window-s", "301"], "batch_window_s must be between 0 and 300"),
+        (["--handler", "lambda:w", "--batch-window-s", "-1"], "batch_window_s must be between 0 and 300"),
+        (["--handler", "lambda:w", "--batch-size", "50"], "up to 10000 with batch_window_s of at least 1"),
+        (["--handler", "lambda:w", "--batch-size", "10001", "--batch-window-s", "1"], "batch_size must be between"),
+        (
+            ["--handler", "python:sqsloops.examples:noop", "--batch-size", "50", "--batch-window-s", "1"],
+            "handler_mode 'batch'",
+        ),
+        (
+            ["--handler", "lambda:w", "--visibility-timeout-s", "43200", "--batch-window-s", "1"],
+            "visibility_timeout_s + batch_window_s",
+        ),
     ],
 )
 def test_invalid_registration_exits_1_with_one_line_and_writes_nothing(
@@ -204,6 +216,65 @@ def test_invalid_registration_exits_1_with_one_line_and_writes_nothing(
     assert_one_error_line(err, fragment)
     assert registered_urls(aws, env) == []
     assert token_count(aws, env) == 0
+
+
+def test_a_batch_window_is_registered_and_updated(
+    env: Settings, aws: Clients, queue: MadeQueue, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run(
+        capsys,
+        "register",
+        queue.url,
+        "--handler",
+        "lambda:w",
+        "--no-check",
+        "--batch-size",
+        "500",
+        "--batch-window-s",
+        "2",
+    )
+    assert code == 0, err
+    code, _, err = run(capsys, "update", queue.url, "--batch-window-s", "5")
+    assert code == 0, err
+
+    code, out, _ = run(capsys, "list", "--json")
+    (listed,) = json.loads(out)
+    assert (listed["batch_size"], listed["batch_window_s"], listed["version"]) == (500, 5, 2)
+
+
+def test_a_batch_window_that_is_no_whole_number_is_a_usage_error(
+    env: Settings, aws: Clients, queue: MadeQueue, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run(capsys, "register", queue.url, "--handler", "lambda:w", "--batch-window-s", "1.5")
+
+    assert code == 2
+    assert_one_error_line(err, "--batch-window-s")
+    assert registered_urls(aws, env) == []
+
+
+def test_dropping_the_window_under_a_large_batch_is_refused_and_changes_nothing(
+    env: Settings, aws: Clients, queue: MadeQueue, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run(
+        capsys,
+        "register",
+        queue.url,
+        "--handler",
+        "lambda:w",
+        "--no-check",
+        "--batch-size",
+        "100",
+        "--batch-window-s",
+        "1",
+    )
+
+    code, _, err = run(capsys, "update", queue.url, "--batch-window-s", "0")
+
+    assert code == 1
+    assert_one_error_line(err, "batch_size must be between 1 and 10")
+    code, out, _ = run(capsys, "list", "--json")
+    (listed,) = json.loads(out)
+    assert (listed["batch_size"], listed["batch_window_s"], listed["version"]) == (100, 1, 1)
 
 
 def test_scale_out_of_bounds_exits_1_and_says_the_bounds(

@@ -439,14 +439,16 @@ def test_update_to_disabled_removes_loops_and_alarms_and_enabling_brings_them_ba
     service: QueueAdmin, aws: Clients, settings: Settings, clock: ManualClock, queue: MadeQueue
 ) -> None:
     config = service.register(
-        QueueConfig(queue_url=queue.url, handler="lambda:worker", min_loops=2, max_loops=4)
+        QueueConfig(queue_url=queue.url, handler="lambda:worker", min_loops=2, max_loops=3)
     ).config
+    service.scale(queue.url, 3)  # every slot below max_loops in use
 
     service.update(queue.url, enabled=False)
     assert live_tokens_in_table(aws, settings) == []
     assert alarms_in_cloudwatch(aws) == []
 
-    # Enabled again at once: alarms are back, but the stopped loops' slots stay closed while those loops may still run
+    # Enabled again at once: alarms are back, but the stopped loops' slots (every slot below max_loops) stay closed
+    # while those loops may still run
     enabled = service.update(queue.url, enabled=True)
     assert alarms_in_cloudwatch(aws)
     assert live_tokens_in_table(aws, settings) == []
@@ -457,6 +459,22 @@ def test_update_to_disabled_removes_loops_and_alarms_and_enabling_brings_them_ba
     clock.advance(service.fleet.grace_s(config.visibility_timeout_s) + 1)
     reconcile(registry=service.registry, sqs=aws.sqs, fleet=service.fleet)
     assert len(live_tokens_in_table(aws, settings)) == 2
+
+
+def test_enabling_again_at_once_starts_the_loops_on_free_slots_below_max_loops(
+    service: QueueAdmin, aws: Clients, settings: Settings, queue: MadeQueue
+) -> None:
+    # Given a queue with 2 loops (max 4), disabled: slots 0 and 1 are retired, in their grace
+    service.register(QueueConfig(queue_url=queue.url, handler="lambda:worker", min_loops=2, max_loops=4))
+    service.update(queue.url, enabled=False)
+
+    # When it is enabled again at once
+    enabled = service.update(queue.url, enabled=True)
+
+    # Then its 2 loops start now, on slots 2 and 3; slots 0 and 1 stay closed
+    assert (enabled.change.started, enabled.change.deferred) == (2, 0)
+    assert sorted(item["token"]["S"] for item in live_tokens_in_table(aws, settings)) == ["slot-0002", "slot-0003"]
+    assert enabled.warnings == []
 
 
 def test_invalid_update_is_refused_and_the_registration_is_unchanged(service: QueueAdmin, queue: MadeQueue) -> None:

@@ -59,7 +59,10 @@ class World:
         return self.service.register(QueueConfig(queue_url=self.queue.url, handler="lambda:worker", **values)).config
 
     def converge(self, desired: int) -> Any:
-        return self.fleet.converge(self.queue.url, desired, visibility_timeout_s=VISIBILITY_TIMEOUT_S)
+        max_loops = self.service.registry.get(self.queue.url).max_loops
+        return self.fleet.converge(
+            self.queue.url, desired, max_loops=max_loops, visibility_timeout_s=VISIBILITY_TIMEOUT_S
+        )
 
     def every_token(self) -> list[Token]:
         return self.tokens.list(self.queue.url, live=False)
@@ -151,6 +154,41 @@ def test_scale_up_skips_a_slot_in_its_grace_but_takes_the_free_ones(world: World
     assert (change.started, change.deferred) == (1, 2)
 
 
+def test_a_queue_scaled_to_zero_and_up_again_at_once_starts_a_loop_on_a_free_slot(world: World) -> None:
+    # Given a queue with max 4 holding one loop, scaled to zero (slot 0 retired, in its grace)
+    world.register(min_loops=0, max_loops=4)
+    world.converge(1)
+    [first] = world.tokens.list(world.queue.url)
+    world.converge(0)
+    live_after_each_write = record_live_tokens(world)
+
+    # When a backlog scales it to one again at once
+    up = world.converge(1)
+
+    # Then a loop starts at once on slot 1, and slot 0 stays retired until its grace has passed
+    [second] = world.tokens.list(world.queue.url)
+    assert (up.started, up.deferred, second.slot) == (1, 0, slot_name(1))
+    assert [t.slot for t in world.launcher.started] == [first.slot, second.slot]
+    [retired] = [t for t in world.every_token() if t.retired]
+    assert retired.slot == first.slot
+    assert max(live_after_each_write) == 1
+
+
+def test_scale_up_never_takes_a_slot_at_or_beyond_max_loops(world: World) -> None:
+    # Given max 2 with both slots retired, in their grace
+    world.register(min_loops=0, max_loops=2)
+    world.converge(2)
+    world.converge(0)
+
+    # When scaled up to 2 at once
+    change = world.converge(2)
+
+    # Then nothing starts: every slot below max_loops is closed
+    assert (change.started, change.deferred) == (0, 2)
+    assert world.tokens.list(world.queue.url) == []
+    assert {t.slot for t in world.every_token()} == {slot_name(0), slot_name(1)}
+
+
 def test_a_retired_token_cannot_be_created_again_until_its_grace_has_passed(world: World) -> None:
     token = world.tokens.create(world.queue.url, slot=0)
     assert token is not None
@@ -196,8 +234,12 @@ def test_a_loop_whose_token_is_retired_stops_at_its_next_heartbeat(
     changes = []
 
     def scale_down_then_up() -> None:
-        changes.append(fleet.converge(queue.url, 0, visibility_timeout_s=config.visibility_timeout_s))
-        changes.append(fleet.converge(queue.url, 1, visibility_timeout_s=config.visibility_timeout_s))
+        for desired in (0, 1):
+            changes.append(
+                fleet.converge(
+                    queue.url, desired, max_loops=config.max_loops, visibility_timeout_s=config.visibility_timeout_s
+                )
+            )
 
     loops.clock.at(5, scale_down_then_up)
 

@@ -227,7 +227,7 @@ def test_racing_convergences_never_exceed_the_highest_desired_count(world: World
             dynamodb=turnstile.attach(boto3.client("dynamodb", region_name=REGION)),
         )
         fleet = Fleet(tokens=tokens, launcher=world.launcher, heartbeat_s=HEARTBEAT_S)
-        fleet.converge(world.queue.url, desired, visibility_timeout_s=30)
+        fleet.converge(world.queue.url, desired, max_loops=10, visibility_timeout_s=30)
 
     threads = [threading.Thread(target=converge, args=(desired,)) for desired in (1, 2, 3, 4, 2)]
 

@@ -18,7 +18,19 @@ CONFIG_OPTIONS: tuple[tuple[str, str, type, str], ...] = (
     ("--min", "min_loops", int, "loops that always run (0: none while the queue is idle)"),
     ("--max", "max_loops", int, "most loops at once (caps concurrency)"),
     ("--backlog-per-loop", "backlog_per_loop", int, "visible messages per loop: the scaling target"),
-    ("--batch-size", "batch_size", int, "messages per receive (1-10)"),
+    (
+        "--batch-size",
+        "batch_size",
+        int,
+        "messages per batch (1-10; up to 10000 with --batch-window-s on a standard queue, for lambda: and python "
+        "batch handlers)",
+    ),
+    (
+        "--batch-window-s",
+        "batch_window_s",
+        int,
+        "after a partial receive, keep gathering for up to this many seconds (0-300; 0: dispatch each receive)",
+    ),
     ("--wait-s", "wait_s", int, "long-poll wait (0-20 s)"),
     ("--visibility-timeout-s", "visibility_timeout_s", int, "visibility timeout of received messages"),
     ("--backoff-base-s", "backoff_base_s", float, "first retry delay of a failed message"),

@@ -172,7 +172,10 @@ class QueueAdmin:
             alarms = self.alarms.put(stored)  # none for a disabled registration: nothing scales it
             # Slots a previous registration's loops are still leaving stay closed: converge skips them.
             change = self.fleet.move(
-                stored.queue_url, scaling.on_register(stored), visibility_timeout_s=stored.visibility_timeout_s
+                stored.queue_url,
+                scaling.on_register(stored),
+                max_loops=stored.max_loops,
+                visibility_timeout_s=stored.visibility_timeout_s,
             )
         except BaseException:
             self._undo_register(stored)
@@ -202,7 +205,9 @@ class QueueAdmin:
         # Tokens beyond a lowered max_loops are retired at once.
         capped = self.fleet.cap(queue_url, stored.max_loops, visibility_timeout_s=visibility_timeout_s)
         target = scaling.on_update(stored, capped.before)
-        change = capped.then(self.fleet.move(queue_url, target, visibility_timeout_s=visibility_timeout_s))
+        change = capped.then(
+            self.fleet.move(queue_url, target, max_loops=stored.max_loops, visibility_timeout_s=visibility_timeout_s)
+        )
         logger.info("registration updated", extra={"queue_url": queue_url, "version": stored.version})
         return Registered(stored, alarms, change, self._check_timing(stored) + self._deferred_warning(change, stored))
 
@@ -234,7 +239,9 @@ class QueueAdmin:
             )
         visibility_timeout_s = config.visibility_timeout_s
         capped = self.fleet.cap(queue_url, config.max_loops, visibility_timeout_s=visibility_timeout_s)
-        return capped.then(self.fleet.converge(queue_url, loops, visibility_timeout_s=visibility_timeout_s))
+        return capped.then(
+            self.fleet.converge(queue_url, loops, max_loops=config.max_loops, visibility_timeout_s=visibility_timeout_s)
+        )
 
     # --- reading -----------------------------------------------------------------------------------------------
 
@@ -378,7 +385,11 @@ class QueueAdmin:
     def _retire_tokens(self, config: QueueConfig) -> int:
         """Stop every loop of the queue: retire its live tokens."""
         change = self.fleet.converge(
-            config.queue_url, 0, allow_up=False, visibility_timeout_s=config.visibility_timeout_s
+            config.queue_url,
+            0,
+            allow_up=False,
+            max_loops=config.max_loops,
+            visibility_timeout_s=config.visibility_timeout_s,
         )
         return change.stopped
 
