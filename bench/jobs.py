@@ -505,17 +505,14 @@ def percentile(values: Sequence[float], p: float) -> float:
 def index_write_units(tables: Counter[CallKey], jobs_table: str) -> float:
     """Writes the `by_job_state` GSI takes for the counted Jobs table item writes (jobs/schema.py): a new row is one
     index put; a state change rewrites `state_at`, the index's sort key, which DynamoDB carries out as a delete and a
-    put in the index (two writes: Developer Guide, GSI.html#GSI.Writes). Here the rows are created by the enqueue's
-    BatchWriteItem (one each) and changed by the runner's UpdateItem or PutItem (JobStore.mark_ran replaces the
-    queued row with the succeeded one: two each)."""
+    put in the index (two writes: Developer Guide, GSI.html#GSI.Writes). Here the rows are created by the enqueue
+    (one each) and changed by the runner, whose every write moves the state (its UpdateItem, PutItem or
+    BatchWriteItem replaces the queued row with the succeeded one: two each)."""
     units = 0.0
     for key, n in tables.items():
-        if key.scope != jobs_table:
+        if key.scope != jobs_table or key.action not in DYNAMODB_WRITES:
             continue
-        if key.action == "BatchWriteItem":
-            units += n
-        elif key.action in ("UpdateItem", "PutItem"):
-            units += 2 * n
+        units += 2 * n if key.source == PROCESS_APP_ID else n
     return units
 
 
