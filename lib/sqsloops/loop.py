@@ -182,6 +182,19 @@ def run_loop(
         logger.remove_keys(list(_LOG_KEYS))
 
 
+POLL_ROUNDING_SLACK_S = 0.05  # what may pass between setting a poll's bound and sending it
+
+
+def poll_wait_s(until_stop_s: float, wait_s: int) -> int:
+    """WaitTimeSeconds (whole seconds) for a poll that should end `until_stop_s` from now.
+
+    Rounded down, but with a little slack: a bound set a second ahead (the shortest long poll, when the heartbeat is
+    due sooner) is a hair under a second by the time the poll is sent, and rounding that to a short poll made the
+    loop sleep IDLE_SLEEP_S on an empty receive, about once a heartbeat: a job sent then waited ~1 s to start.
+    """
+    return max(0, int(min(float(wait_s), until_stop_s + POLL_ROUNDING_SLACK_S)))
+
+
 @dataclass(kw_only=True)
 class _Gathering:
     """One batch being gathered under a batching window (QueueConfig.batch_window_s).
@@ -500,7 +513,7 @@ class _Loop:
         now_s = self._clock.monotonic()
         wanted = self._pacer.take(min(defaults.RECEIVE_MAX_MESSAGES, gathering.missing))
         # Long-poll, but wake up in time for the reserve, the next heartbeat and the window's end.
-        gathering.wait_s = int(min(config.wait_s, max(gathering.stop_s() - now_s, 0.0)))
+        gathering.wait_s = poll_wait_s(gathering.stop_s() - now_s, config.wait_s)
         try:
             messages = self._receive_sqs.receive_message(
                 QueueUrl=self._payload.queue_url,
