@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 DEMO_ARGS ?=
 
-.PHONY: demo demo-jobs test lint build unit functional e2e clean bench-throughput bench-scaling bench-recovery bench-retry-budgets bench-jobs
+.PHONY: demo demo-jobs test lint build unit functional e2e clean bench-throughput bench-scaling bench-recovery bench-retry-budgets bench-jobs bench-entry
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is required")'
@@ -86,6 +86,10 @@ bench-retry-budgets: $(STAMP)
 # The job layer (bench/jobs.py): enqueue, throughput, latency, requests per job and tracking's cost, one table.
 bench-jobs: $(STAMP)
 	$(BIN)/python -m bench.jobs $(BENCH_ARGS)
+
+# The entry points (bench/entry.py): jobs/s, latency and requests per job of enqueue_many, POST /jobs/batch and SNS.
+bench-entry: $(STAMP)
+	$(BIN)/python -m bench.entry $(BENCH_ARGS)
 
 # Chaos (bench/chaos.py): 10,000 messages through failing handlers under injected faults, against the same run
 # without them; e.g. make chaos BENCH_ARGS="--messages 2000 --loops 3".

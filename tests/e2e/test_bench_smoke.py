@@ -26,6 +26,7 @@ TINY = {
     "scaling": ["--burst", "300", "--max-loops", "2", "--repeat", "1", "--time-scale", "20", "--tick", "0.2"],
     "recovery": ["--loops", "2", "--kill", "1", "--repeat", "1", "--time-scale", "20", "--rate", "50"],
     "jobs": ["--jobs", "50", "--consumers", "1", "--repeat", "1", "--samples", "3", "--time-scale", "20"],
+    "entry": ["--jobs", "50", "--repeat", "1", "--samples", "3"],  # time x1: the jobs-api function's 29 s timeout
 }
 
 
@@ -108,3 +109,17 @@ def test_jobs_prints_every_figure_with_its_target(outputs: dict[str, tuple[int, 
         "tracking cost per 1M jobs",
     ):
         assert f"\n{figure}" in out, figure
+
+
+def test_entry_prints_every_door_with_its_latency_and_requests(outputs: dict[str, tuple[int, str]]) -> None:
+    code, out = outputs["entry"]
+    assert code == 0, out
+    assert "value  detail" in out  # the table's header
+    for door in ("enqueue_many", "POST /jobs/batch", "SNS PublishBatch"):
+        assert f"\nthroughput: {door} (jobs/s)" in out, door
+        assert f"\nrequests/job {door} (batched)" in out, door
+    for single in ("enqueue", "POST /jobs", "SNS Publish"):
+        assert f"\nlatency {single}: call p50 / p99 (ms)" in out, single
+        assert f"\nlatency {single} -> start: p50 / p99 (ms)" in out, single
+    for door in ("POST /jobs", "SNS Publish"):
+        assert f"\n  added by {door} over enqueue" in out, door
