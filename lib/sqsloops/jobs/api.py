@@ -45,6 +45,7 @@ from sqsloops.jobs.errors import (
     EnqueueTimeError,
     JobArgsError,
     JobNotFoundError,
+    JobTooLargeError,
     NotCancellableError,
     UnknownJobError,
 )
@@ -63,7 +64,6 @@ THROTTLED = frozenset(
 THROTTLED |= {"ProvisionedThroughputExceededException", "RequestLimitExceeded", "ServiceUnavailable"}
 RETRY_AFTER_S = 1
 JSON_HEADERS = {"content-type": "application/json"}
-_TOO_LARGE = re.compile(r"the message is \d+ bytes, over the \d+-byte limit")
 
 Response = dict[str, Any]
 
@@ -363,9 +363,9 @@ def _refusal(exc: BaseException) -> RequestError | None:
     """The answer to what the job layer refuses with a reason (a state, an argument, a time), or None."""
     if isinstance(exc, NotCancellableError):
         return RequestError(409, "not_cancellable", str(exc), state=exc.state)
+    if isinstance(exc, JobTooLargeError):
+        return RequestError(413, "too_large", str(exc), field="args")
     if isinstance(exc, JobArgsError):
-        if _TOO_LARGE.search(exc.problem) is not None:
-            return RequestError(413, "too_large", str(exc), field="args")
         return RequestError(400, "invalid", str(exc), field=_args_field(exc.problem))
     if isinstance(exc, EnqueueTimeError):
         return RequestError(400, "invalid", str(exc), field="run_at" if str(exc).startswith("run_at") else "delay")

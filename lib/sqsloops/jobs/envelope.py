@@ -28,7 +28,7 @@ from typing import Any, ClassVar
 
 from sqsloops.errors import ConfigError
 from sqsloops.jobs.durations import DurationLike, parse_duration_s
-from sqsloops.jobs.errors import EnqueueTimeError, JobArgsError, MalformedEnvelopeError
+from sqsloops.jobs.errors import EnqueueTimeError, JobArgsError, JobTooLargeError, MalformedEnvelopeError
 
 ENVELOPE_VERSION = 1
 MAX_MESSAGE_BYTES = 1_048_576  # SQS message size limit (body and attributes), 1 MiB since 2025
@@ -276,13 +276,15 @@ class Envelope:
         return len(self.to_json().encode())
 
     def check_size(self, max_bytes: int = MAX_MESSAGE_BYTES) -> None:
-        """JobArgsError when the body is over `max_bytes` (SQS's limit by default; the entry topic's is smaller)."""
+        """JobTooLargeError when the body is over `max_bytes` (SQS's limit by default; the entry topic's is smaller)."""
         size = self.size_bytes()
         if size > max_bytes:
-            raise JobArgsError(
+            raise JobTooLargeError(
                 self.job,
                 f"the message is {size} bytes, over the {max_bytes}-byte limit; pass a reference (an S3 key, a row"
                 " id) instead of the data",
+                size_bytes=size,
+                limit_bytes=max_bytes,
             )
 
     def with_attempt(self, attempt: int) -> Envelope:

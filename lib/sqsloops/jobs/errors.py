@@ -41,6 +41,15 @@ class JobArgsError(JobError, ConfigError):
         self.problem = problem
 
 
+class JobTooLargeError(JobArgsError):
+    """The job's message is over its door's size limit (SQS 1 MiB, the entry topic 256 KB): pass a reference."""
+
+    def __init__(self, job: str, problem: str, *, size_bytes: int, limit_bytes: int) -> None:
+        super().__init__(job, problem)
+        self.size_bytes = size_bytes
+        self.limit_bytes = limit_bytes
+
+
 class EnqueueTimeError(JobError, ConfigError):
     """A delay or run_at cannot be used: unparsable, naive, in the past, or both given."""
 

@@ -21,7 +21,7 @@ from sqsloops.jobs.envelope import (
     resolve_run_at,
     schedule_name,
 )
-from sqsloops.jobs.errors import EnqueueTimeError, JobArgsError, MalformedEnvelopeError
+from sqsloops.jobs.errors import EnqueueTimeError, JobArgsError, JobTooLargeError, MalformedEnvelopeError
 
 NOW = datetime(2026, 3, 29, 7, 0, 0, 123456, tzinfo=UTC)
 
@@ -323,3 +323,11 @@ def test_a_run_at_is_kept_in_utc_or_means_now_when_just_past() -> None:
 def test_bad_times_are_refused(delay: Any, run_at: Any, message: str) -> None:
     with pytest.raises(EnqueueTimeError, match=message):
         resolve_run_at(delay=delay, run_at=run_at, now=NOW)
+
+
+def test_a_message_over_its_limit_is_a_too_large_error_with_its_sizes() -> None:
+    with pytest.raises(JobTooLargeError) as refused:
+        Envelope.create("send", ["x" * 600], {}, now=datetime(2026, 1, 1, tzinfo=UTC), max_bytes=512)
+    assert isinstance(refused.value, JobArgsError)  # still an argument problem to who catches that
+    assert refused.value.limit_bytes == 512
+    assert refused.value.size_bytes > 600
