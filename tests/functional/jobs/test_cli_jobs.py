@@ -8,34 +8,18 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 
-from sqsloops.cli import main
 from sqsloops.clock import ManualClock
 from sqsloops.jobs.envelope import Envelope
 from sqsloops.jobs.store import JobStore
 from sqsloops.settings import Settings
 from tests.conftest import Clients, settings_env
 from tests.functional.jobs.apply_kit import GROUP, STACK, JobStack, WriteCounter, count_writes, job_stack
+from tests.functional.jobs.cli_kit import ROOT, one_error, run
 
-ROOT = str(Path(__file__).resolve().parents[3])  # where app/ is
 HELLO = f"{STACK}-hello"
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def one_error(err: str, *fragments: str) -> None:
-    lines = err.splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("sqsloops: error: ")
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 @pytest.fixture
