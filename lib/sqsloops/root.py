@@ -1,6 +1,6 @@
 """The one composition root: every collaborator of the runtime, built once from one Settings, one Clients, one Clock.
 
-Functions, the CLI (through `sqsloops.ops.root.OpsRoot`), benchmarks and tests all build through here, so a
+Functions, the operator tools (their own root extends this one), benchmarks and tests all build through here, so a
 collaborator is wired the same way everywhere. Each is built on first use and then reused by the execution
 environment (a Lambda container keeps its Root between invocations).
 """
