@@ -22,6 +22,7 @@ import boto3
 from botocore.config import Config
 from moto.server import ThreadedMotoServer
 
+from bench.common import create_core_tables
 from sqsloops.dispatch import Dispatchers, core_kinds
 from sqsloops.launcher import Launcher
 from sqsloops.loop import LoopPayload, run_loop
@@ -50,24 +51,6 @@ def client(service: str, endpoint: str, *, read_timeout_s: float = 30.0) -> Any:
         aws_access_key_id="testing",
         aws_secret_access_key="testing",
         config=Config(retries={"max_attempts": 2}, read_timeout=read_timeout_s),
-    )
-
-
-def create_tables(dynamodb: Any) -> None:
-    dynamodb.create_table(
-        TableName=QUEUES,
-        BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[{"AttributeName": "queue_url", "AttributeType": "S"}],
-        KeySchema=[{"AttributeName": "queue_url", "KeyType": "HASH"}],
-    )
-    dynamodb.create_table(
-        TableName=LOOPS,
-        BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[
-            {"AttributeName": "queue_url", "AttributeType": "S"},
-            {"AttributeName": "token", "AttributeType": "S"},
-        ],
-        KeySchema=[{"AttributeName": "queue_url", "KeyType": "HASH"}, {"AttributeName": "token", "KeyType": "RANGE"}],
     )
 
 
@@ -140,7 +123,7 @@ def main() -> None:
     try:
         host, port = server.get_host_and_port()
         endpoint = f"http://{host}:{port}"
-        create_tables(client("dynamodb", endpoint))
+        create_core_tables(client("dynamodb", endpoint), queues_table=QUEUES, loops_table=LOOPS)
         print(f"steady {args.rate:g} msgs/s for {args.seconds:g} s, one loop, batch_size {args.batch_size}")
         print(f"{'window_s':>8} {'processed':>9} {'msgs/batch':>10} {'SQS calls/msg':>13}  calls")
         for window_s in (int(w) for w in args.windows.split(",")):

@@ -10,6 +10,7 @@ the drain monitor), each consumer process and each Lambda function gets its own 
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import io
 import json
@@ -518,3 +519,56 @@ def alarm_period_s(aws: Any) -> float:
 def running_loops(tokens: Sequence[Any]) -> int:
     """Tokens whose loop has proved itself at least once (its first heartbeat counts its invocation)."""
     return sum(t.invocations > 0 for t in tokens)
+
+
+# --- the command line the job-layer benchmarks share ----------------------------------------------------------------
+
+
+def add_latency_options(parser: argparse.ArgumentParser, *, log_help: str) -> None:
+    """--pause, --time-scale and --log-dir, as bench.jobs and bench.entry take them."""
+    parser.add_argument("--pause", type=float, default=0.05, help="seconds between two latency samples")
+    parser.add_argument(
+        "--time-scale", type=float, default=1.0, help="compress the stack's heartbeat and timeouts (default 1)"
+    )
+    parser.add_argument("--log-dir", type=Path, default=None, help=log_help)
+
+
+def parse_checked(
+    parser: argparse.ArgumentParser, argv: Sequence[str] | None, *, counts: Sequence[str]
+) -> argparse.Namespace:
+    """The arguments, each of `counts` at least 1, --pause >= 0 and --time-scale > 0 (else a usage error)."""
+    args = parser.parse_args(argv)
+    for name in counts:
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be at least 1")
+    if args.pause < 0 or args.time_scale <= 0:
+        parser.error("--pause must be >= 0 and --time-scale > 0")
+    return args
+
+
+# --- the core tables, for benchmarks that run a loop without a deployed stack ----------------------------------------
+
+
+def create_core_tables(dynamodb: Any, *, queues_table: str | None = None, loops_table: str | None = None) -> None:
+    """The Queues and Loops tables as template.yaml defines them (tests/conftest.py has the tests' copy, kept in step
+    by tests/functional/test_template.py); either one left out is not created."""
+    if queues_table is not None:
+        dynamodb.create_table(
+            TableName=queues_table,
+            BillingMode="PAY_PER_REQUEST",
+            AttributeDefinitions=[{"AttributeName": "queue_url", "AttributeType": "S"}],
+            KeySchema=[{"AttributeName": "queue_url", "KeyType": "HASH"}],
+        )
+    if loops_table is not None:
+        dynamodb.create_table(
+            TableName=loops_table,
+            BillingMode="PAY_PER_REQUEST",
+            AttributeDefinitions=[
+                {"AttributeName": "queue_url", "AttributeType": "S"},
+                {"AttributeName": "token", "AttributeType": "S"},
+            ],
+            KeySchema=[
+                {"AttributeName": "queue_url", "KeyType": "HASH"},
+                {"AttributeName": "token", "KeyType": "RANGE"},
+            ],
+        )

@@ -564,18 +564,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--jobs", type=int, default=3000, help="jobs per door and round (default 3000)")
     parser.add_argument("--repeat", type=int, default=5, help="rounds of the throughput measure (default 5)")
     parser.add_argument("--samples", type=int, default=200, help="latency samples per door (default 200)")
-    parser.add_argument("--pause", type=float, default=0.05, help="seconds between two latency samples")
-    parser.add_argument(
-        "--time-scale", type=float, default=1.0, help="compress the stack's heartbeat and timeouts (default 1)"
-    )
-    parser.add_argument("--log-dir", type=Path, default=None, help="where the function log goes")
-    args = parser.parse_args(argv)
-    for name in ("jobs", "repeat", "samples"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name} must be at least 1")
-    if args.pause < 0 or args.time_scale <= 0:
-        parser.error("--pause must be >= 0 and --time-scale > 0")
-    return args
+    common.add_latency_options(parser, log_help="where the function log goes")
+    return common.parse_checked(parser, argv, counts=("jobs", "repeat", "samples"))
 
 
 def apply_jobs(aws: Any, all_doors: Sequence[Door]) -> dict[str, str]:

@@ -645,18 +645,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--repeat", type=int, default=3, help="rounds of every measure (default 3)")
     parser.add_argument("--consumers", type=int, default=2, help="loops (and Celery processes) each (default 2)")
     parser.add_argument("--samples", type=int, default=60, help="latency samples of each kind (default 60)")
-    parser.add_argument("--pause", type=float, default=0.05, help="seconds between two latency samples")
-    parser.add_argument(
-        "--time-scale", type=float, default=1.0, help="compress the stack's heartbeat and timeouts (default 1)"
-    )
-    parser.add_argument("--log-dir", type=Path, default=None, help="where function and consumer logs go")
-    args = parser.parse_args(argv)
-    for name in ("jobs", "repeat", "consumers", "samples"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name} must be at least 1")
-    if args.pause < 0 or args.time_scale <= 0:
-        parser.error("--pause must be >= 0 and --time-scale > 0")
-    return args
+    common.add_latency_options(parser, log_help="where function and consumer logs go")
+    return common.parse_checked(parser, argv, counts=("jobs", "repeat", "consumers", "samples"))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
