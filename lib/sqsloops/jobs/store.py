@@ -383,17 +383,12 @@ class JobStore:
                 {"PutRequest": {"Item": {**item, "write_id": {"S": uuid.uuid4().hex}}}}
                 for item in items[start : start + BATCH_WRITE_MAX]
             ]
-            for attempt in range(BATCH_WRITE_ATTEMPTS):
-                if attempt:
-                    self._clock.sleep(min(BATCH_WRITE_MAX_PAUSE_S, BATCH_WRITE_FIRST_PAUSE_S * 2 ** (attempt - 1)))
-                unprocessed = self._ddb.batch_write_item(RequestItems={self._table: requests}).get(
-                    "UnprocessedItems", {}
-                )
-                requests = list(unprocessed.get(self._table, []))
-                if not requests:
-                    break
-            else:
-                raise UnprocessedWritesError(len(requests))
+
+            def write(pending: list[Any]) -> list[Any]:
+                unprocessed = self._ddb.batch_write_item(RequestItems={self._table: pending}).get("UnprocessedItems")
+                return list((unprocessed or {}).get(self._table, []))
+
+            self._until_processed(requests, write)
 
     def get(self, job_id: str, *, consistent: bool = True) -> JobRecord | None:
         """A job's row; None if there is none."""
@@ -583,21 +578,29 @@ class JobStore:
         found: dict[str, JobRecord] = {}
         for start in range(0, len(wanted), BATCH_GET_MAX):
             keys: list[Any] = [_key(schema.job_pk(job_id)) for job_id in wanted[start : start + BATCH_GET_MAX]]
-            for attempt in range(BATCH_WRITE_ATTEMPTS):
-                if attempt:
-                    self._clock.sleep(min(BATCH_WRITE_MAX_PAUSE_S, BATCH_WRITE_FIRST_PAUSE_S * 2 ** (attempt - 1)))
+
+            def read(pending: list[Any]) -> list[Any]:
                 response: Any = self._ddb.batch_get_item(
-                    RequestItems={self._table: {"Keys": keys, "ConsistentRead": True}}
+                    RequestItems={self._table: {"Keys": pending, "ConsistentRead": True}}
                 )
                 for item in response.get("Responses", {}).get(self._table, []):
                     record = JobRecord.from_item(cast(dict[str, Any], item))
                     found[record.id] = record
-                keys = list(response.get("UnprocessedKeys", {}).get(self._table, {}).get("Keys", []))
-                if not keys:
-                    break
-            else:
-                raise UnprocessedWritesError(len(keys))
+                return list(response.get("UnprocessedKeys", {}).get(self._table, {}).get("Keys", []))
+
+            self._until_processed(keys, read)
         return found
+
+    def _until_processed(self, pending: list[Any], send: Callable[[list[Any]], list[Any]]) -> None:
+        """`send` a batch request, then what DynamoDB left unprocessed, with backoff; UnprocessedWritesError (the
+        count left) when some is still left after BATCH_WRITE_ATTEMPTS requests."""
+        for attempt in range(BATCH_WRITE_ATTEMPTS):
+            if attempt:
+                self._clock.sleep(min(BATCH_WRITE_MAX_PAUSE_S, BATCH_WRITE_FIRST_PAUSE_S * 2 ** (attempt - 1)))
+            pending = send(pending)
+            if not pending:
+                return
+        raise UnprocessedWritesError(len(pending))
 
     def _set_succeeded(self, write: _Write, now: float, *, result_json: str | None, ttl_s: float | None) -> None:
         """What a success writes: the state, the end, the result (over MAX_RESULT_BYTES only its size); no
