@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from sqsloops.errors import ConfigError, HandlerError
+from sqsloops.errors import ConfigError, HandlerError, describe
 from sqsloops.handlers import LAMBDA, PYTHON, check_lambda_target, check_python_target, parse_handler, resolve_python
 
 if TYPE_CHECKING:
@@ -137,10 +137,6 @@ def outcome_from_reply(records: Sequence[Record], reply: Any) -> Outcome:
     return Outcome(succeeded=tuple(i for i in ids if i not in failed), failed=tuple(failed.values()))
 
 
-def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"
-
-
 class LambdaDispatcher:
     """Forwards a batch with a synchronous invoke, as Lambda's SQS event source mapping would."""
 
@@ -163,7 +159,7 @@ class LambdaDispatcher:
             )
             raw = response["Payload"].read()
         except (ClientError, BotoCoreError) as exc:
-            return Outcome.all_failed(records, f"invoke of {self._function} failed: {_describe(exc)}")
+            return Outcome.all_failed(records, f"invoke of {self._function} failed: {describe(exc)}")
         if response.get("FunctionError"):
             detail = raw.decode(errors="replace")[:500]
             return Outcome.all_failed(records, f"{self._function} raised ({response['FunctionError']}): {detail}")
@@ -201,7 +197,7 @@ class PythonMessageDispatcher:
             try:
                 self._function(record)
             except Exception as exc:  # a handler may fail in any way: that message fails, the loop goes on
-                failed.append(Failure(record["messageId"], _describe(exc)))
+                failed.append(Failure(record["messageId"], describe(exc)))
             else:
                 succeeded.append(record["messageId"])
         return Outcome(tuple(succeeded), tuple(failed))
@@ -217,7 +213,7 @@ class PythonBatchDispatcher:
         try:
             reply = self._function(records)
         except Exception as exc:  # the whole batch failed
-            return Outcome.all_failed(records, _describe(exc))
+            return Outcome.all_failed(records, describe(exc))
         return outcome_from_reply(records, reply)
 
 

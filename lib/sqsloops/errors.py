@@ -67,3 +67,8 @@ class MotoChangedError(SqsloopsError):
 
 class DeployError(SqsloopsError):
     """The embedded AWS could not deploy the stack (packaging, translation or CloudFormation failed)."""
+
+
+def describe(exc: BaseException) -> str:
+    """`Type: message`, how every log line and failure reason names an exception."""
+    return f"{type(exc).__name__}: {exc}"

@@ -22,6 +22,7 @@ from sqsloops import defaults
 from sqsloops.backoff import visibility_backoff_s
 from sqsloops.clock import SYSTEM_CLOCK, Clock
 from sqsloops.dispatch import Failure, Outcome
+from sqsloops.errors import describe
 from sqsloops.log import logger
 from sqsloops.queues import QueueRef, queue_url_of, redrive_policy
 from sqsloops.transient import call_aws
@@ -161,7 +162,7 @@ class Settler:
             except Exception as exc:
                 logger.warning(
                     "cannot send a dead message to the dead-letter queue; it will be retried instead",
-                    extra={"message_id": failure.message_id, "reason": failure.reason, "error": _describe(exc)},
+                    extra={"message_id": failure.message_id, "reason": failure.reason, "error": describe(exc)},
                 )
                 unmoved.append((message, failure))
                 continue
@@ -185,7 +186,7 @@ class Settler:
                 arn = policy.dead_letter_arn
                 found = _DeadLetterQueue(call_aws(lambda: queue_url_of(self._sqs, arn)))
         except Exception as exc:
-            return _DeadLetterQueue(None, f"cannot look up the dead-letter queue: {_describe(exc)}")
+            return _DeadLetterQueue(None, f"cannot look up the dead-letter queue: {describe(exc)}")
         self._dead_letter_queue = found
         return found
 
@@ -215,7 +216,7 @@ class Settler:
             response = call_aws(call)
         except Exception as exc:
             for message in messages:
-                _log_settlement_failure(action, message, _describe(exc), consequence)
+                _log_settlement_failure(action, message, describe(exc), consequence)
             return
         for entry in response.get("Failed", []):
             error = f"{entry.get('Code')}: {entry.get('Message', '')}".rstrip(": ")
@@ -244,7 +245,3 @@ def _receive_count(message: MessageTypeDef) -> int:
         return max(1, int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1")))
     except ValueError:
         return 1
-
-
-def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"

@@ -42,6 +42,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol, cast
 
 from sqsloops.clock import SYSTEM_CLOCK, Clock
+from sqsloops.errors import describe
 from sqsloops.jobs import metrics as m
 from sqsloops.jobs.current import JobContext, running_as
 from sqsloops.jobs.entry import bare_message, entry_key
@@ -94,7 +95,7 @@ class Prefetched:
             self.store.put_ran(ran)
             return
         except Exception as exc:  # throttled for good, or refused: one by one, each with its condition
-            logger.warning("cannot write the batch's job rows at once; one by one", extra={"error": _describe(exc)})
+            logger.warning("cannot write the batch's job rows at once; one by one", extra={"error": describe(exc)})
         for record in ran:
             try:
                 written = self.store.mark_ran(
@@ -109,7 +110,7 @@ class Prefetched:
             except Exception as exc:
                 logger.error(
                     "cannot record the job as succeeded; its row is stale",
-                    extra={"job_id": record.id, "job": record.job, "error": _describe(exc)},
+                    extra={"job_id": record.id, "job": record.job, "error": describe(exc)},
                 )
                 continue
             if isinstance(written, Refused):
@@ -382,9 +383,9 @@ class _Delivery:
             )
         except Exception as exc:  # nothing ran, nothing is spent: the claim is tried again on the next delivery
             logger.warning(
-                "cannot claim the unique key: Jobs table error; handing it back", extra={"error": _describe(exc)}
+                "cannot claim the unique key: Jobs table error; handing it back", extra={"error": describe(exc)}
             )
-            return self.verdict(HELD, f"Jobs table error before the start: {_describe(exc)}", delay_s=None)
+            return self.verdict(HELD, f"Jobs table error before the start: {describe(exc)}", delay_s=None)
         if claim.duplicate:
             logger.info(
                 "duplicate of a unique job (its key is held); skipping it", extra={"key": key, "held_by": claim.job_id}
@@ -425,8 +426,8 @@ class _Delivery:
                     break  # refused for a reason the gate does not know: hand back rather than guess
                 attempt = current.attempts + 1  # our guess was stale: the row has run further
         except Exception as exc:  # the Jobs table is throttled or down: nothing ran, nothing is spent
-            logger.warning("cannot start the job: Jobs table error; handing it back", extra={"error": _describe(exc)})
-            return self.verdict(HELD, f"Jobs table error before the start: {_describe(exc)}", delay_s=None)
+            logger.warning("cannot start the job: Jobs table error; handing it back", extra={"error": describe(exc)})
+            return self.verdict(HELD, f"Jobs table error before the start: {describe(exc)}", delay_s=None)
         return self.verdict(HELD, "the Jobs table refused the start; handing it back", delay_s=None)
 
     def start_prefetched(self, prefetched: Prefetched) -> int | Verdict:
@@ -474,7 +475,7 @@ class _Delivery:
         try:
             self.store.release_key(self.name, key, job_id=self.envelope.id)
         except Exception as exc:  # the claim's TTL frees it later
-            logger.warning("cannot release the unique key; its TTL will", extra={"key": key, "error": _describe(exc)})
+            logger.warning("cannot release the unique key; its TTL will", extra={"key": key, "error": describe(exc)})
 
     def dead_now(self, reason: str) -> Verdict:
         logger.error("job cannot run; to the dead-letter queue", extra={"reason": reason})
@@ -595,7 +596,7 @@ class _Delivery:
     def failed(self, attempt: int, exc: BaseException, forced: Decision | None) -> Verdict:
         if self.lazy and self.store is not None:
             self.mark_started(attempt)  # a failure moves the job on from running, as the states table has it
-        error = _describe(exc)
+        error = describe(exc)
         trace = "".join(tracebacks.format_exception(exc))
         decision = forced or self.options.retry_policy.decide(attempt, exc, rng=self.rng)
         _count(self.metrics, self.name, m.FAILED)
@@ -637,7 +638,7 @@ class _Delivery:
         try:
             written = call()
         except Exception as exc:
-            logger.error(f"cannot record the job as {what}; its row is stale", extra={"error": _describe(exc)})
+            logger.error(f"cannot record the job as {what}; its row is stale", extra={"error": describe(exc)})
             return
         if isinstance(written, Refused):
             logger.warning(f"the Jobs table refused {what}", extra={"detail": written.detail})
@@ -646,10 +647,6 @@ class _Delivery:
 def _count(metrics: JobMetrics | None, job: str, metric: str) -> None:
     if metrics is not None:
         metrics.count(job, metric)
-
-
-def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"
 
 
 def with_next_attempt(envelope: Envelope, attempt: int, delay_s: float, *, now: datetime, max_delay_s: int) -> Envelope:

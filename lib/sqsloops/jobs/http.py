@@ -68,7 +68,7 @@ from urllib.parse import urlsplit
 from sqsloops.budget import current_budget
 from sqsloops.clock import SYSTEM_CLOCK, Clock
 from sqsloops.dispatch import Failure, Outcome, Record
-from sqsloops.errors import ConfigError, HandlerError, SqsloopsError
+from sqsloops.errors import ConfigError, HandlerError, SqsloopsError, describe
 from sqsloops.handlers import HttpTarget, check_http_target, parse_http_target
 from sqsloops.jobs.entry import bare_message
 from sqsloops.jobs.envelope import RUN_AT_PAST_TOLERANCE_S, Envelope
@@ -356,7 +356,7 @@ class _Delivery:
         try:
             row = self.d.store.get(envelope.id)
         except Exception as exc:  # the Jobs table is throttled or down: nothing ran, nothing is spent
-            return self.held(f"Jobs table error before the start: {_describe(exc)}", None)
+            return self.held(f"Jobs table error before the start: {describe(exc)}", None)
         if row is not None:
             gated = self.gate(row)
             if gated is not None:
@@ -403,7 +403,7 @@ class _Delivery:
         try:
             self.d.store.renew_receipt_handle(row.id, attempt=row.attempts, receipt_handle=handle)
         except Exception as exc:  # the route then cannot nudge this message: the next poll settles it
-            logger.warning("cannot keep the receipt handle", extra={**self._keys(), "error": _describe(exc)})
+            logger.warning("cannot keep the receipt handle", extra={**self._keys(), "error": describe(exc)})
 
     def timeout_s(self) -> float | Outcome:
         """The POST's timeout: the registration's, bounded by the work budget; an Outcome when it must wait."""
@@ -428,14 +428,14 @@ class _Delivery:
         try:
             secrets = self.d.secrets.get()
         except Exception as exc:
-            return self.held(f"cannot read the signing secret: {_describe(exc)}", None)
+            return self.held(f"cannot read the signing secret: {describe(exc)}", None)
         url = self.d.spec.url_for(envelope.job)
         deadline = time.monotonic() + timeout
         try:
             connection = _connect(url, timeout)
         except OSError as exc:
             logger.warning("web app unreachable; handed back, nothing spent", extra={**self._keys(), "url": url})
-            return self.held(f"web app unreachable ({url}): {_describe(exc)}", None)
+            return self.held(f"web app unreachable ({url}): {describe(exc)}", None)
         try:
             return self.mark_running(attempt) or self.exchange(connection, url, attempt, secrets, deadline=deadline)
         finally:
@@ -472,7 +472,7 @@ class _Delivery:
                 envelope.id, job=envelope.job, attempt=attempt, enqueued_at=envelope.enqueued_at.timestamp()
             )
         except Exception as exc:
-            return self.held(f"Jobs table error before the start: {_describe(exc)}", None)
+            return self.held(f"Jobs table error before the start: {describe(exc)}", None)
         if isinstance(marked, JobRecord):
             return None
         current = marked.current
@@ -518,8 +518,8 @@ class _Delivery:
                 receipt_handle=handle,
             )
         except Exception as exc:  # the row says running: the next delivery waits out the timeout, then posts again
-            logger.error("cannot record the 202; the job may be posted again", extra={"error": _describe(exc)})
-            return self.held(f"accepted, but the wait could not be recorded: {_describe(exc)}", spec.timeout_s)
+            logger.error("cannot record the 202; the job may be posted again", extra={"error": describe(exc)})
+            return self.held(f"accepted, but the wait could not be recorded: {describe(exc)}", spec.timeout_s)
         if isinstance(waiting, Refused):  # the receipt came first
             current = waiting.current
             gated = self.gate(current) if current is not None else None
@@ -562,7 +562,7 @@ class _Delivery:
         try:
             written = call()
         except Exception as exc:
-            logger.error(f"cannot record the job as {what}; its row is stale", extra={"error": _describe(exc)})
+            logger.error(f"cannot record the job as {what}; its row is stale", extra={"error": describe(exc)})
             return
         if isinstance(written, Refused):
             logger.warning(f"the Jobs table refused {what}", extra={"detail": written.detail})
@@ -596,7 +596,7 @@ def _exchange(
     try:
         connection.request("POST", path, body=body, headers=dict(headers))
     except OSError as exc:
-        raise _NotReachedError(_describe(exc)) from exc
+        raise _NotReachedError(describe(exc)) from exc
     response = connection.getresponse()
     if connection.sock is not None:
         connection.sock.settimeout(max(0.1, deadline - time.monotonic()))
@@ -631,7 +631,3 @@ def _result_json(body: bytes) -> str | None:
 
 def _snippet(body: bytes) -> str:
     return body[:300].decode("utf-8", errors="replace").strip()
-
-
-def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"
